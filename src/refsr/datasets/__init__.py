@@ -26,3 +26,27 @@ def build(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
     else:
         raise RefsrError(f"datasets.{name}.kind", f"unknown dataset kind {kind!r} (embedded, cufed5, folder)")
     return builder(name, cfg, Path(out_dir), scale)
+
+
+def build_to(name: str, cfg: dict, root: Path, scale: int = 4) -> Dataset:
+    """Build dataset ``name`` into ``root`` (``images/`` and ``manifest.csv``) all or nothing.
+
+    The dataset is built in a hidden staging folder beside ``root``; ``images/``
+    and then ``manifest.csv`` are renamed into place only once everything was
+    written, so a failed or interrupted build leaves no partial dataset.
+    """
+    import os
+    import shutil
+
+    from ..atomic import atomic_dir
+
+    root = Path(root)
+    with atomic_dir(root.parent / f".{root.name}.staging") as stage:
+        ds = build(name, cfg, stage, scale)
+        write_manifest(ds, stage / "manifest.csv")
+        root.mkdir(parents=True, exist_ok=True)
+        if (root / "images").exists():
+            shutil.rmtree(root / "images")
+        os.replace(stage / "images", root / "images")
+        os.replace(stage / "manifest.csv", root / "manifest.csv")
+    return read_manifest(root / "manifest.csv", name)

@@ -1,0 +1,51 @@
+# refsr — set-up and entry points. `make run` and `make test` create .venv on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.refsr-installed
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+
+# Offline development machines keep ImageNet VGG19 conv1_1..conv3_1 weights in
+# ../shared/weights; use them when the variable is not set already. Elsewhere
+# torchvision downloads the weights on first use.
+SHARED_VGG := $(abspath ../shared/weights/vgg19_imagenet_conv1_1-conv3_1.pth)
+ifeq ($(origin REFSR_VGG19_WEIGHTS),undefined)
+ifneq ($(wildcard $(SHARED_VGG)),)
+export REFSR_VGG19_WEIGHTS := $(SHARED_VGG)
+endif
+endif
+
+.PHONY: venv run test test-fast lint dry-run report clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/ruff check src tests scripts
+
+report: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,1 @@
+"""Tables and figures regenerated from the pipeline's CSV results."""

@@ -1,0 +1,79 @@
+# Data stage: dataset -> degrade (HR -> LR x4) -> similarity tiers.
+
+
+rule build_dataset:
+    output:
+        manifest="results/data/{dataset}/manifest.csv",
+        images=directory("results/data/{dataset}/images"),
+    params:
+        cfg=dataset_cfg,
+        scale=config["scale"],
+    log:
+        "results/logs/build_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/build_dataset/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/refsr.yaml"
+    script:
+        "../../scripts/build_dataset.py"
+
+
+rule degrade:
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+        images="results/data/{dataset}/images",
+    output:
+        directory("results/data/{dataset}/lr"),
+    params:
+        scale=config["scale"],
+        resize=config["resize"],
+    log:
+        "results/logs/degrade/{dataset}.log",
+    benchmark:
+        "results/benchmarks/degrade/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/refsr.yaml"
+    script:
+        "../../scripts/degrade.py"
+
+
+rule tiers:
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+        images="results/data/{dataset}/images",
+        lr="results/data/{dataset}/lr",
+    output:
+        csv="results/tiers/{dataset}.csv",
+        agreement_csv="results/tiers/{dataset}_agreement.csv",
+        agreement_md="results/tiers/{dataset}_agreement.md",
+        png=report(
+            "results/figures/tiers_{dataset}.png",
+            caption="../report/tiers.rst",
+            category="Similarity tiers",
+        ),
+        pdf="results/figures/tiers_{dataset}.pdf",
+    params:
+        tiers=config["tiers"],
+        scale=config["scale"],
+        resize=config["resize"],
+        vgg19_weights=config["vgg19_weights"],
+    log:
+        "results/logs/tiers/{dataset}.log",
+    benchmark:
+        "results/benchmarks/tiers/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/refsr.yaml"
+    script:
+        "../../scripts/tiers.py"
