@@ -163,14 +163,21 @@ def test_loss_config():
 def test_generator_loss_combines_terms():
     vgg = TinyVGG()
     critic = LinearCritic(torch.randn(1, 3, 20, 24) * 0.01)
-    cfg = LossConfig.from_dict({"texture": 0.5, "perceptual": 0.25, "adversarial": 0.125}, model="srntt")
+    cfg = LossConfig.from_dict(
+        {"texture": 0.5, "perceptual": 0.25, "adversarial": 0.125}, model="srntt"
+    )
     loss = GeneratorLoss(cfg, vgg=vgg, disc=critic)
     sr = torch.rand(2, 3, 20, 24, requires_grad=True)
     hr = torch.rand(2, 3, 20, 24)
     maps = {k: v.detach() for k, v in vgg(hr).items()}
     out = loss(sr, hr, maps=maps, s_star=torch.rand(2, 1, 5, 6))
     assert set(out) == {"reconstruction", "perceptual", "texture", "adversarial", "total"}
-    expected = out["reconstruction"] + 0.25 * out["perceptual"] + 0.5 * out["texture"] + 0.125 * out["adversarial"]
+    expected = (
+        out["reconstruction"]
+        + 0.25 * out["perceptual"]
+        + 0.5 * out["texture"]
+        + 0.125 * out["adversarial"]
+    )
     assert out["total"].item() == pytest.approx(expected.item())
     out["total"].backward()
     assert sr.grad is not None

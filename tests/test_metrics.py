@@ -359,7 +359,7 @@ def test_lpips_loads_local_torchvision_state_dict(offline, monkeypatch, layout):
     assert m.reason is None and "alexnet.pth" in m.source and "sha256" in m.source
     net = m._model.net
     for idx, k in [(0, 1), (3, 2), (6, 3), (8, 4), (10, 5)]:
-        conv = getattr(net, f"slice{k}")[idx]
+        conv = getattr(getattr(net, f"slice{k}"), str(idx))
         assert torch.equal(conv.weight, state[f"features.{idx}.weight"])
         assert torch.equal(conv.bias, state[f"features.{idx}.bias"])
     x = textured(2, 64, 64)

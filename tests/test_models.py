@@ -63,7 +63,9 @@ def test_discriminator_rejects_tiny_input():
 
 
 def test_discriminator_has_no_batch_norm():
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in Discriminator().modules())
+    assert not any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in Discriminator().modules()
+    )
 
 
 def test_untrained_residual_models_return_bicubic():
@@ -90,6 +92,7 @@ def test_srntt_rejects_bad_maps():
     maps["relu2_1"] = maps["relu2_1"][..., :-1]
     with pytest.raises(RefsrError, match=r"maps\[relu2_1\]"):
         model(torch.rand(1, 3, H, W), maps)
+    maps = swapped_maps(1, H, W)
     del maps["relu1_1"]
     with pytest.raises(RefsrError, match="missing"):
         model(torch.rand(1, 3, H, W), maps)

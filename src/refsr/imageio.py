@@ -57,6 +57,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             arr = _to_rgb8(im)
     except UnidentifiedImageError:
         raise RefsrError(path, "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:  # not an OSError: would escape as a traceback
+        raise RefsrError(path, f"image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise RefsrError(path, f"unreadable or truncated image ({exc})") from None
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -88,3 +90,18 @@ def to_float(arr: np.ndarray) -> np.ndarray:
 def to_uint8(arr: np.ndarray) -> np.ndarray:
     """float in [0, 1] -> uint8 (rounded, clipped)."""
     return np.clip(np.rint(np.asarray(arr, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_tensor(arr: np.ndarray, device=None):
+    """uint8 ``(H, W, 3)`` -> float32 tensor ``(1, 3, H, W)`` in [0, 1]."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float().div_(255.0)
+    return t.to(device) if device is not None else t
+
+
+def from_tensor(t) -> np.ndarray:
+    """Tensor ``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1] -> uint8 ``(H, W, 3)`` (rounded, clipped)."""
+    if t.dim() == 4:
+        t = t[0]
+    return to_uint8(t.detach().float().cpu().permute(1, 2, 0).numpy())

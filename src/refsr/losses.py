@@ -88,6 +88,11 @@ def texture_loss(
     with ``gram`` the normalised and ``G`` the plain Gram matrix (Gatys et al.'s
     normalisation). Terms are averaged over the batch and summed over layers.
     Exactly zero when ψ = M. ``maps`` and ``s_star`` are treated as constants.
+
+    ``s_star`` is used as given, and the term grows with its 4th power. A raw
+    inner-product score (content patch not normalised) at relu3_1 is in the hundreds,
+    so pass a map scaled to about [0, 1] (cosine similarity, or S* divided by its
+    per-image maximum) to keep the paper's weight of 1e-4 meaningful.
     """
     if s_star.dim() == 3:
         s_star = s_star.unsqueeze(1)

@@ -81,10 +81,13 @@ class VGGSimilarity:
         return self.vgg.weights_source
 
     def score(self, lr: np.ndarray, ref: np.ndarray) -> float:
-        from .swap import match_images
+        from .imageio import to_tensor
+        from .resize import down_up, upscale
+        from .swap import correspond
 
-        corr = match_images(lr, [ref], self.vgg, scale=self.scale, resize=self.resize,
-                            max_mb=self.max_mb)
+        lr_up = to_tensor(upscale(lr, self.scale, self.resize))
+        ref_du = to_tensor(down_up(ref, self.scale, self.resize))
+        corr = correspond(lr_up, [to_tensor(ref)], self.vgg, max_mb=self.max_mb, refs_down_up=[ref_du])
         return float(corr.cosine.mean())
 
 

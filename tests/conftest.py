@@ -1,0 +1,34 @@
+"""Shared fixtures: offline VGG19 weights, the repository root, tiny images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_VGG = ROOT.parent / "shared" / "weights" / "vgg19_imagenet_conv1_1-conv3_1.pth"
+
+if "REFSR_VGG19_WEIGHTS" not in os.environ and SHARED_VGG.is_file():
+    os.environ["REFSR_VGG19_WEIGHTS"] = str(SHARED_VGG)
+
+
+@pytest.fixture(scope="session")
+def vgg_weights() -> str:
+    """Path of offline VGG19 (conv1_1..conv3_1) weights; skip when none are available."""
+    path = os.environ.get("REFSR_VGG19_WEIGHTS")
+    if not path or not Path(path).is_file():
+        pytest.skip("no offline VGG19 weights (set REFSR_VGG19_WEIGHTS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def rng() -> np.random.RandomState:
+    return np.random.RandomState(0)

@@ -1,0 +1,83 @@
+"""The Snakemake workflow: dry runs of every shipped config, lint, bad configs, the data stage."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+CONFIGS = ["config.yaml", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*.yaml"))]
+
+
+def snakemake(*args, cwd=ROOT, check=True):
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def workdir(tmp_path: Path) -> Path:
+    """A working directory holding the project's configs, as a user's checkout would."""
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    return tmp_path
+
+
+@pytest.mark.parametrize("configfile", CONFIGS)
+def test_dry_run_every_config(configfile, tmp_path):
+    wd = workdir(tmp_path)
+    proc = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"),
+                     "-d", str(wd), "--configfile", str(wd / configfile))
+    assert "build_dataset" in proc.stdout
+
+
+def test_lint():
+    proc = snakemake("--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("override, key", [
+    ("device=gpu", "config key device"),
+    ("resize=lanczos", "config key resize"),
+    ("train_dataset=nope", "config key train_dataset"),
+    ("scale=3", "config key scale"),
+])
+def test_bad_config_fails_before_any_job(override, key, tmp_path):
+    wd = workdir(tmp_path)
+    proc = snakemake("-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+                     "--config", override, check=False)
+    assert proc.returncode != 0
+    assert key in proc.stderr + proc.stdout
+    assert not (wd / "results").exists()
+
+
+def test_bad_nested_dataset_key(tmp_path):
+    wd = workdir(tmp_path)
+    (wd / "bad.yaml").write_text("datasets:\n  mine: {kind: cufed5, groups: 500}\n")
+    proc = snakemake("-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+                     "--configfile", str(wd / "bad.yaml"), check=False)
+    assert proc.returncode != 0
+    assert "config key datasets.mine" in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_data_stage_end_to_end(tmp_path, vgg_weights):
+    wd = workdir(tmp_path)
+    snakemake("results/tiers/embedded.csv", "results/figures/tiers_embedded.png",
+              "results/tiers/embedded_agreement.md", "--cores", "2",
+              "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+              "--configfile", str(wd / "configs/smoke.yaml"))
+    tiers = pd.read_csv(wd / "results/tiers/embedded.csv", keep_default_na=False)
+    assert list(tiers.columns) == ["group", "ref", "level", "local_inliers", "vgg_cosine", "tier"]
+    assert len(tiers) == 3 * 5
+    assert (tiers["tier"] == tiers["level"]).all()
+    agree = pd.read_csv(wd / "results/tiers/embedded_agreement.csv")
+    assert (agree["spearman_rho"] < 0).all(), agree
+    assert (wd / "results/data/embedded/lr/test/motorcycle.png").is_file()
+    assert (wd / "results/logs/tiers/embedded.log").read_text().count("Spearman") == 2
