@@ -5,8 +5,10 @@ Every image enters the pipeline as ``uint8`` RGB ``(H, W, 3)``:
 * grayscale (``L``, ``1``, ``I;16``, ``I``, ``F``) is replicated to three channels;
 * an alpha channel (``RGBA``, ``LA``, ``PA``) is discarded (colour channels kept as stored);
 * palette and CMYK images are converted to RGB by Pillow;
-* 16-bit and 32-bit integer grayscale is rescaled to 8 bits (``round(v / 257)``, clipped),
-  16-bit-per-channel colour is reduced by Pillow to its high byte.
+* 16-bit grayscale is rescaled to 8 bits (``round(v / 257)``); 32-bit integer grayscale
+  likewise unless its maximum is <= 255 (then kept); float grayscale in [0, 1] is scaled by 255;
+  16-bit-per-channel colour is reduced by Pillow to its high byte;
+* an EXIF orientation tag is applied (phone photos come out upright).
 
 Unreadable input raises :class:`~refsr.errors.RefsrError` naming the file.
 """
@@ -17,7 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path
 from .errors import RefsrError
@@ -54,7 +56,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            arr = _to_rgb8(im)
+            arr = _to_rgb8(ImageOps.exif_transpose(im))
     except UnidentifiedImageError:
         raise RefsrError(path, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:  # not an OSError: would escape as a traceback

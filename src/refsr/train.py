@@ -1,0 +1,252 @@
+"""Resumable training of the SISR baselines and SRNTT.
+
+Chains (DESIGN §2): ``srresnet`` → ``srgan`` (initialised from srresnet);
+``srresnet`` → ``srntt_l2`` (content extractor from srresnet, reconstruction only)
+→ ``srntt`` (initialised from srntt_l2, all losses: the paper's warm-up then GAN phase).
+
+Every ``checkpoint_every`` iterations the complete training state (model, critic,
+optimisers, iteration, log rows) is written atomically to ``state_path`` — a path
+outside Snakemake's outputs, so a failed or killed job keeps it. A new run with
+the same configuration fingerprint resumes from it; since batches and the
+gradient penalty's randomness are functions of (seed, iteration), the resumed run
+ends with the same weights as an uninterrupted one (on CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .atomic import atomic_path
+from .errors import RefsrError
+from .losses import GeneratorLoss, LossConfig, discriminator_loss
+from .models import MODEL_KINDS, Discriminator, build_model, load_checkpoint, save_checkpoint
+from .swap import SWAP_SCALES, swap
+from .train_data import TrainingSet, batch_indices, collate
+
+log = logging.getLogger(__name__)
+
+#: Which trained model each model starts from, and how.
+INIT_FROM = {"srgan": ("srresnet", "full"), "srntt_l2": ("srresnet", "content_extractor"),
+             "srntt": ("srntt_l2", "full")}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (its fingerprint decides resumption)."""
+
+    model: str
+    arch: dict
+    loss: dict
+    iterations: int
+    batch_size: int = 8
+    lr: float = 1e-4
+    seed: int = 0
+    disc: dict = field(default_factory=dict)
+    checkpoint_every: int = 100
+    log_every: int = 10
+    max_mb: float = 256
+    device: str = "cpu"
+
+    def fingerprint(self) -> str:
+        keys = asdict(self)
+        for volatile in ("checkpoint_every", "log_every", "device"):
+            keys.pop(volatile)
+        return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def loss_config(self) -> LossConfig:
+        return LossConfig.from_dict(self.loss, model=self.model, where="loss")
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RefsrError("config key device", "cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def swapped_maps(batch: dict, ref_feats: dict, device) -> tuple[dict, torch.Tensor]:
+    """M maps for a batch from cached correspondences, and S* normalised per image to [0, 1]."""
+    maps: dict[str, list] = {layer: [] for layer in SWAP_SCALES}
+    s_star = []
+    out_hw = tuple(batch["hr"].shape[-2:])
+    for i, corr in enumerate(batch["corr"]):
+        feats = {layer: ref_feats[layer][i] for layer in SWAP_SCALES}
+        m = swap(corr.to(device), [feats], out_hw=out_hw)
+        for layer in SWAP_SCALES:
+            maps[layer].append(m[layer])
+        s = corr.score.to(device).clamp_min(0)
+        s_star.append((s / s.max().clamp_min(1e-6))[None, None])
+    return {k: torch.cat(v) for k, v in maps.items()}, torch.cat(s_star)
+
+
+def _initialise(model, name: str, init_ckpt: str | None) -> None:
+    if name not in INIT_FROM:
+        return
+    parent, mode = INIT_FROM[name]
+    if init_ckpt is None:
+        raise RefsrError(name, f"needs the trained {parent} checkpoint to start from")
+    src, _ = load_checkpoint(init_ckpt, expected=parent)
+    if mode == "content_extractor":
+        model.load_content_extractor(src.state_dict(), source=str(init_ckpt))
+    else:
+        try:
+            model.load_state_dict(src.state_dict())
+        except RuntimeError as err:
+            raise RefsrError(init_ckpt, f"does not fit {name}: {str(err).splitlines()[0]}") from None
+    log.info("%s initialised from %s (%s)", name, init_ckpt, mode)
+
+
+class Trainer:
+    """One model's training loop; :meth:`run` trains to ``cfg.iterations`` and returns the model."""
+
+    def __init__(self, cfg: TrainConfig, data: TrainingSet, state_path: str | os.PathLike,
+                 init_ckpt: str | None = None, vgg_weights: str | None = None):
+        self.cfg, self.data, self.state_path = cfg, data, Path(state_path)
+        self.device = _device(cfg.device)
+        self.refsr = MODEL_KINDS.get(cfg.model) == "refsr"
+        self.loss_cfg = cfg.loss_config
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, cfg.arch, where="arch").to(self.device)
+        _initialise(self.model, cfg.model, init_ckpt)
+        layers = set(self.loss_cfg.vgg_layers()) | (set(SWAP_SCALES) if self.refsr else set())
+        self.vgg = None
+        if layers:
+            from .vgg import load_vgg19
+
+            self.vgg = load_vgg19(layers=tuple(sorted(layers)), weights=vgg_weights, device=self.device)
+        self.disc = self.disc_opt = None
+        if self.loss_cfg.adversarial > 0:
+            self.disc = Discriminator(**cfg.disc).to(self.device)
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.loss = GeneratorLoss(self.loss_cfg, vgg=self.vgg, disc=self.disc)
+        self.iteration = 0
+        self.rows: list[dict] = []
+        self._resume()
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict:
+        state = {"fingerprint": self.cfg.fingerprint(), "iteration": self.iteration,
+                 "model": self.model.state_dict(), "opt": self.opt.state_dict(), "rows": self.rows}
+        if self.disc is not None:
+            state["disc"] = self.disc.state_dict()
+            state["disc_opt"] = self.disc_opt.state_dict()
+        return state
+
+    def save_state(self) -> None:
+        with atomic_path(self.state_path) as tmp:
+            torch.save(self._state(), tmp)
+
+    def _resume(self) -> None:
+        if not self.state_path.is_file():
+            return
+        try:
+            state = torch.load(self.state_path, map_location=self.device, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a damaged state is discarded, not fatal
+            log.warning("ignoring unreadable training state %s (%s)", self.state_path, err)
+            return
+        if state.get("fingerprint") != self.cfg.fingerprint():
+            log.warning("training state %s belongs to another configuration; starting afresh",
+                        self.state_path)
+            return
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        if self.disc is not None:
+            self.disc.load_state_dict(state["disc"])
+            self.disc_opt.load_state_dict(state["disc_opt"])
+        self.iteration, self.rows = int(state["iteration"]), list(state["rows"])
+        log.info("resumed %s from iteration %d (%s)", self.cfg.model, self.iteration, self.state_path)
+
+    # ------------------------------------------------------------------ steps
+    def _batch(self, it: int) -> dict:
+        idx = batch_indices(len(self.data), self.cfg.batch_size, self.cfg.seed, it)
+        batch = collate([self.data[i] for i in idx])
+        for key in ("hr", "lr", "ref"):
+            batch[key] = batch[key].to(self.device)
+        return batch
+
+    def step(self, it: int) -> dict:
+        batch = self._batch(it)
+        maps = s_star = None
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        if self.refsr:
+            with torch.no_grad():
+                ref_feats = self.vgg(batch["ref"])
+            maps, s_star = swapped_maps(batch, ref_feats, self.device)
+        with autocast:
+            sr = self.model(batch["lr"], maps) if self.refsr else self.model(batch["lr"])
+        sr = sr.float()
+        row = {}
+        if self.disc is not None:
+            gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 7919 + it)
+            d_terms = discriminator_loss(self.disc, batch["hr"], sr.detach(), self.loss_cfg.gp, generator=gen)
+            self.disc_opt.zero_grad(set_to_none=True)
+            d_terms["total"].backward()
+            self.disc_opt.step()
+            row.update({"d_wgan": d_terms["wgan"].item(), "d_gp": d_terms["gp"].item()})
+        terms = self.loss(sr, batch["hr"], maps=maps, s_star=s_star)
+        self.opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.opt.step()
+        row.update({k: v.item() for k, v in terms.items()})
+        with torch.no_grad():
+            mse = F.mse_loss(sr.clamp(0, 1), batch["hr"]).item()
+        row["train_psnr"] = -10.0 * torch.log10(torch.tensor(max(mse, 1e-12))).item()
+        return row
+
+    def run(self, on_iteration: Callable[[int], None] | None = None):
+        cfg = self.cfg
+        log.info("training %s: %d iterations, batch %d, %d pairs, device %s", cfg.model,
+                 cfg.iterations, cfg.batch_size, len(self.data), self.device)
+        t0, done_at_start = time.perf_counter(), self.iteration
+        while self.iteration < cfg.iterations:
+            it = self.iteration
+            row = self.step(it)
+            self.iteration = it + 1
+            elapsed = time.perf_counter() - t0
+            row.update({"iteration": self.iteration, "lr": cfg.lr,
+                        "it_per_s": (self.iteration - done_at_start) / max(elapsed, 1e-9)})
+            self.rows.append(row)
+            if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
+                terms = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("iteration", "lr"))
+                log.info("%s it %d/%d %s", cfg.model, self.iteration, cfg.iterations, terms)
+            if self.iteration % cfg.checkpoint_every == 0:
+                self.save_state()
+            if on_iteration is not None:
+                on_iteration(self.iteration)
+        return self.model
+
+    def write_outputs(self, checkpoint: str | os.PathLike, log_csv: str | os.PathLike,
+                      provenance: dict | None = None) -> None:
+        """The final checkpoint and the per-iteration CSV log (both atomic)."""
+        extra = {"iterations": self.iteration, "fingerprint": self.cfg.fingerprint(),
+                 "train_config": json.dumps(asdict(self.cfg)), **(provenance or {})}
+        save_checkpoint(checkpoint, self.model.cpu(), self.cfg.model, self.model_arch(), extra=extra)
+        write_log_csv(log_csv, self.rows)
+
+    def model_arch(self) -> dict:
+        from .models import arch_config
+
+        return arch_config(self.cfg.model, self.cfg.arch, where="arch")
+
+
+def write_log_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Rows of per-iteration values as CSV, columns in first-seen order."""
+    cols: list[str] = ["iteration"]
+    for row in rows:
+        cols += [k for k in row if k not in cols]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)

@@ -1,0 +1,264 @@
+"""SRNTT matching/swapping: streaming vs a naive full-matrix reference, known shifts, memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data
+
+from refsr import swap as S
+from refsr import vgg as V
+from refsr.errors import RefsrError
+from refsr.resize import degrade, upscale
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_conv1_1-conv3_1.pth"
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def naive_match(content: torch.Tensor, refs: list[torch.Tensor], patch: int = 3):
+    """Full N_in x N_ref score matrix: zero-padded content patches vs normalised ref patches."""
+    r = patch // 2
+    cp = F.unfold(content[None], patch, padding=r)[0]  # D x HW
+    rp = torch.cat([F.unfold(ref[None], patch)[0] for ref in refs], dim=1)  # D x N_ref
+    rp = rp / rp.norm(dim=0).clamp_min(S.EPS)
+    score, index = (cp.T @ rp).max(dim=1)
+    cnorm = cp.norm(dim=0)
+    cosine = torch.where(cnorm > S.EPS, score / cnorm.clamp_min(S.EPS), torch.zeros_like(score))
+    H, W = content.shape[1:]
+    return index.view(H, W), score.view(H, W), cosine.view(H, W)
+
+
+def naive_swap(corr: S.Correspondence, maps: list[torch.Tensor], s: int) -> torch.Tensor:
+    """Paste each matched (p*s)^2 patch with Python loops, clip at borders, average overlaps."""
+    H, W = corr.index.shape
+    p = corr.patch
+    k, r = p * s, p // 2
+    C = maps[0].shape[0]
+    acc = torch.zeros(C, H * s, W * s, dtype=maps[0].dtype)
+    cnt = torch.zeros(1, H * s, W * s, dtype=maps[0].dtype)
+    rid = corr.ref_id
+    gy, gx = corr.grid_pos
+    for y in range(H):
+        for x in range(W):
+            src = maps[int(rid[y, x])][:, int(gy[y, x]) * s:int(gy[y, x]) * s + k,
+                                       int(gx[y, x]) * s:int(gx[y, x]) * s + k]
+            for i in range(k):
+                for j in range(k):
+                    oy, ox = (y - r) * s + i, (x - r) * s + j
+                    if 0 <= oy < H * s and 0 <= ox < W * s:
+                        acc[:, oy, ox] += src[:, i, j]
+                        cnt[:, oy, ox] += 1
+    return acc / cnt
+
+
+def identity_corr(ref_shapes, target: int, H: int, W: int, patch: int = 3) -> S.Correspondence:
+    """Content (y, x) -> patch centred at (y, x) (clamped) of reference ``target``."""
+    dummy = S.Correspondence(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1), tuple(ref_shapes), patch=patch)
+    gh, gw = dummy.grid_shapes[target]
+    r = patch // 2
+    gy = (torch.arange(H) - r).clamp(0, gh - 1)
+    gx = (torch.arange(W) - r).clamp(0, gw - 1)
+    index = dummy.offsets[target] + gy[:, None] * gw + gx[None, :]
+    return S.Correspondence(index, torch.ones(H, W), tuple(ref_shapes), patch=patch)
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    path = Path(os.environ.get(V.ENV_VAR) or SHARED)
+    if not path.is_file():
+        pytest.skip(f"VGG19 weights not available at {path}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(V.ENV_VAR, str(path))
+        return V.load_vgg19(("relu1_1", "relu2_1", "relu3_1"))
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+
+
+# Content: a 128x128 crop of chelsea; the reference is a bigger crop whose origin is shifted
+# by (-12, -8) px, so content pixel (y, x) sits at (y + 12, x + 8) in the reference.
+Y0, X0, SIZE, DY, DX = 100, 150, 128, 12, 8
+
+
+@pytest.fixture(scope="module")
+def shifted_pair():
+    img = data.chelsea()
+    hr = img[Y0:Y0 + SIZE, X0:X0 + SIZE]
+    ref = img[Y0 - DY:Y0 - DY + SIZE + 32, X0 - DX:X0 - DX + SIZE + 32]
+    _, lr = degrade(hr, 4)
+    return to_tensor(hr), to_tensor(upscale(lr, 4)), to_tensor(ref)
+
+
+def shift_hits(corr: S.Correspondence, ref_id: int, margin: int = 2) -> float:
+    """Fraction of interior positions matched to ``ref_id`` at the true (DY/4, DX/4) shift."""
+    H, W = corr.index.shape
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    py, px = corr.pos
+    ok = (py == yy + DY // 4) & (px == xx + DX // 4) & (corr.ref_id == ref_id)
+    return ok[margin:H - margin, margin:W - margin].float().mean().item()
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def test_streaming_equals_naive_many_chunks():
+    g = torch.Generator().manual_seed(0)
+    content = torch.randn(8, 13, 11, dtype=torch.float64, generator=g)
+    refs = [torch.randn(8, 9, 12, dtype=torch.float64, generator=g),
+            torch.randn(8, 6, 5, dtype=torch.float64, generator=g)]
+    max_mb = 0.01
+    nc, nr = S.chunk_size(13 * 11, 8 * 9, max_mb, 9, 8)
+    assert nc < 13 * 11 and nr < 7 * 10  # many chunks both ways
+    corr = S.match(content, refs, max_mb=max_mb)
+    index, score, cosine = naive_match(content, refs)
+    assert torch.equal(corr.index, index)
+    torch.testing.assert_close(corr.score, score)
+    torch.testing.assert_close(corr.cosine, cosine)
+    assert corr.ref_shapes == ((9, 12), (6, 5)) and corr.offsets == (0, 70, 82)
+    assert set(corr.ref_id.unique().tolist()) == {0, 1}
+
+
+def test_ties_go_to_first_index():
+    """±1 features, patch 1: every score is exact and ties are everywhere."""
+    g = torch.Generator().manual_seed(1)
+    sign = lambda *shape: torch.randint(0, 2, shape, generator=g).double() * 2 - 1  # noqa: E731
+    content, refs = sign(4, 10, 9), [sign(4, 7, 8), sign(4, 5, 6)]
+    index, _, _ = naive_match(content, refs, patch=1)
+    for max_mb in (0.002, 0.01, 256):
+        assert torch.equal(S.match(content, refs, patch=1, max_mb=max_mb).index, index)
+
+
+def test_known_shift_recovered(vgg, shifted_pair):
+    _, lr_up, ref = shifted_pair
+    corr = S.correspond(lr_up, [ref], vgg, max_mb=4)
+    assert corr.index.shape == (SIZE // 4, SIZE // 4)
+    assert corr.ref_shapes == (((SIZE + 32) // 4, (SIZE + 32) // 4),)
+    assert shift_hits(corr, 0) >= 0.95
+    assert 0.5 < corr.cosine.mean() <= 1 + 1e-5
+
+
+def test_right_reference_picked(vgg, shifted_pair):
+    _, lr_up, ref = shifted_pair
+    unrelated = to_tensor(data.astronaut()[:150, :170])
+    corr = S.correspond(lr_up, [unrelated, ref], vgg, max_mb=4)
+    H, W = corr.index.shape
+    assert (corr.ref_id[2:H - 2, 2:W - 2] == 1).float().mean() >= 0.95
+    assert shift_hits(corr, 1) >= 0.95
+
+
+def test_prepared_refs_and_small_reference(vgg, shifted_pair):
+    _, lr_up, ref = shifted_pair
+    a = S.correspond(lr_up, [ref], vgg)
+    b = S.correspond(lr_up, [ref], vgg, refs_down_up=[S.ref_down_up(ref)])
+    assert torch.equal(a.index, b.index)
+    with pytest.raises(RefsrError, match="reference.*smaller than"):
+        S.correspond(lr_up, [ref[..., :11, :40]], vgg)
+    with pytest.raises(RefsrError, match="reference.*smaller than"):
+        S.match(torch.rand(4, 5, 5), [torch.rand(4, 2, 9)])
+
+
+# ----------------------------------------------------------------------------- swapping
+
+
+def test_swap_matches_naive_paste():
+    g = torch.Generator().manual_seed(2)
+    shapes = ((5, 7), (4, 4))
+    index = torch.randint(0, 5 * 3 + 2 * 2, (6, 5), generator=g)
+    corr = S.Correspondence(index, torch.ones(6, 5), shapes)
+    feats = [{layer: torch.randn(3, h * s + 1, w * s, dtype=torch.float64, generator=g)
+              for layer, s in S.SWAP_SCALES.items()} for h, w in shapes]
+    out = S.swap(corr, feats, max_mb=0.001)  # forces one content row per band
+    for layer, s in S.SWAP_SCALES.items():
+        expected = naive_swap(corr, [f[layer] for f in feats], s)
+        torch.testing.assert_close(out[layer][0], expected)
+
+
+def test_swap_shapes_and_identity(vgg, shifted_pair):
+    hr, lr_up, ref = shifted_pair
+    with torch.no_grad():
+        phi_hr = vgg(hr)
+        phi_junk = vgg(torch.rand(1, 3, 52, 44))
+    H, W = phi_hr["relu3_1"].shape[-2:]
+    shapes = [tuple(phi_junk["relu3_1"].shape[-2:]), (H, W)]
+    corr = identity_corr(shapes, target=1, H=H, W=W)
+    out = S.swap(corr, [phi_junk, phi_hr], out_hw=tuple(hr.shape[-2:]), max_mb=1)
+    for layer, s in S.SWAP_SCALES.items():
+        assert out[layer].shape == phi_hr[layer].shape
+        m = 2 * s  # interior: every covering patch is the identity patch
+        torch.testing.assert_close(out[layer][..., m:-m, m:-m], phi_hr[layer][..., m:-m, m:-m],
+                                   rtol=1e-5, atol=1e-5)
+
+    corr, maps = S.transfer(lr_up, [ref], vgg, max_mb=4)
+    assert {k: tuple(v.shape) for k, v in maps.items()} == {
+        "relu3_1": (1, 256, 32, 32), "relu2_1": (1, 128, 64, 64), "relu1_1": (1, 64, 128, 128)}
+
+
+def test_swap_output_size_not_multiple_of_4():
+    corr = S.Correspondence(torch.zeros(3, 4, dtype=torch.long), torch.ones(3, 4), ((3, 3),))
+    feats = [{layer: torch.rand(2, 3 * s, 3 * s) for layer, s in S.SWAP_SCALES.items()}]
+    out = S.swap(corr, feats, out_hw=(15, 19))
+    assert out["relu3_1"].shape[-2:] == (3, 4)
+    assert out["relu2_1"].shape[-2:] == (7, 9)
+    assert out["relu1_1"].shape[-2:] == (15, 19)
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def test_save_load_roundtrip(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    corr = S.match(torch.rand(16, 40, 40, generator=g), [torch.rand(16, 40, 40, generator=g)])
+    for name in ("pair.npz", "pair.corr"):
+        S.save_correspondence(tmp_path / name, corr)
+        back = S.load_correspondence(tmp_path / name)
+        assert torch.equal(back.index, corr.index) and back.index.dtype == torch.int64
+        torch.testing.assert_close(back.score, corr.score, rtol=1e-3, atol=1e-3)
+        assert back.ref_shapes == corr.ref_shapes and back.patch == corr.patch
+        assert back.cosine is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.corr", "pair.npz"]  # no temporaries
+    assert (tmp_path / "pair.npz").stat().st_size < 16_000  # kilobytes per 160x160 pair
+
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(RefsrError, match="bad.npz"):
+        S.load_correspondence(tmp_path / "bad.npz")
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+@pytest.mark.parametrize("n_content", [1, 1_600, 10_375, 1_000_000])
+@pytest.mark.parametrize("max_mb", [1, 64, 256])
+def test_chunk_size_respects_budget(n_content, max_mb):
+    nc, nr = S.chunk_size(n_content, 2304, max_mb)
+    assert 1 <= nc <= n_content and nr >= 1
+    assert S.block_bytes(nc, nr, 2304) <= max_mb * 2**20
+
+
+def test_match_blocks_respect_budget(monkeypatch):
+    """Record every score block :func:`match` allocates; each must fit in ``max_mb``."""
+    seen = []
+    real = S._block_max
+
+    def spy(cp, rp):
+        seen.append((cp.shape[1], rp.shape[1], cp.shape[0]))
+        return real(cp, rp)
+
+    monkeypatch.setattr(S, "_block_max", spy)
+    C, max_mb = 64, 0.5
+    g = torch.Generator().manual_seed(4)
+    corr = S.match(torch.rand(C, 30, 30, generator=g), [torch.rand(C, 40, 35, generator=g)], max_mb=max_mb)
+    assert len(seen) > 4  # the budget forced chunking
+    assert all(S.block_bytes(nc, nr, d) <= max_mb * 2**20 for nc, nr, d in seen)
+    assert sum(nr for nc, nr, _ in seen if nc == seen[0][0]) >= 38 * 33  # all candidates seen
+    assert corr.index.shape == (30, 30)
