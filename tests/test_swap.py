@@ -141,7 +141,7 @@ def test_ties_go_to_first_index():
 
 def test_known_shift_recovered(vgg, shifted_pair):
     _, lr_up, ref = shifted_pair
-    corr = S.correspond(lr_up, [ref], vgg, max_mb=4)
+    corr = S.correspond(lr_up, [ref], vgg)
     assert corr.index.shape == (SIZE // 4, SIZE // 4)
     assert corr.ref_shapes == (((SIZE + 32) // 4, (SIZE + 32) // 4),)
     assert shift_hits(corr, 0) >= 0.95
@@ -151,7 +151,7 @@ def test_known_shift_recovered(vgg, shifted_pair):
 def test_right_reference_picked(vgg, shifted_pair):
     _, lr_up, ref = shifted_pair
     unrelated = to_tensor(data.astronaut()[:150, :170])
-    corr = S.correspond(lr_up, [unrelated, ref], vgg, max_mb=4)
+    corr = S.correspond(lr_up, [unrelated, ref], vgg)
     H, W = corr.index.shape
     assert (corr.ref_id[2:H - 2, 2:W - 2] == 1).float().mean() >= 0.95
     assert shift_hits(corr, 1) >= 0.95
@@ -199,7 +199,7 @@ def test_swap_shapes_and_identity(vgg, shifted_pair):
         torch.testing.assert_close(out[layer][..., m:-m, m:-m], phi_hr[layer][..., m:-m, m:-m],
                                    rtol=1e-5, atol=1e-5)
 
-    corr, maps = S.transfer(lr_up, [ref], vgg, max_mb=4)
+    corr, maps = S.transfer(lr_up, [ref], vgg)
     assert {k: tuple(v.shape) for k, v in maps.items()} == {
         "relu3_1": (1, 256, 32, 32), "relu2_1": (1, 128, 64, 64), "relu1_1": (1, 64, 128, 128)}
 
@@ -255,10 +255,10 @@ def test_match_blocks_respect_budget(monkeypatch):
         return real(cp, rp)
 
     monkeypatch.setattr(S, "_block_max", spy)
-    C, max_mb = 64, 0.5
+    C, max_mb = 16, 0.2
     g = torch.Generator().manual_seed(4)
-    corr = S.match(torch.rand(C, 30, 30, generator=g), [torch.rand(C, 40, 35, generator=g)], max_mb=max_mb)
+    corr = S.match(torch.rand(C, 20, 20, generator=g), [torch.rand(C, 24, 22, generator=g)], max_mb=max_mb)
     assert len(seen) > 4  # the budget forced chunking
     assert all(S.block_bytes(nc, nr, d) <= max_mb * 2**20 for nc, nr, d in seen)
-    assert sum(nr for nc, nr, _ in seen if nc == seen[0][0]) >= 38 * 33  # all candidates seen
-    assert corr.index.shape == (30, 30)
+    assert sum(nc * nr for nc, nr, _ in seen) == (20 * 20) * (22 * 20)  # every pair scored once
+    assert corr.index.shape == (20, 20)

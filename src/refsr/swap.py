@@ -23,7 +23,9 @@ Conventions (all feature maps are ``C x H x W`` or ``1 x C x H x W``):
 Memory: the ``N_content x N_ref`` score matrix is never built. :func:`chunk_size` picks
 content and candidate chunk sizes whose patch matrices and score block fit in ``max_mb``;
 :func:`match` keeps a running max/argmax over the chunks. Swapping folds bands of content
-rows whose gathered patches fit in ``max_mb``.
+rows whose gathered patches fit in ``max_mb``. Outside the budget are only tensors of the
+inputs' or outputs' own size (the zero-padded content copy, the ``H x W`` running state,
+the swapped maps and their overlap counts).
 """
 
 from __future__ import annotations
@@ -188,15 +190,17 @@ def _check_refs(content: Tensor, refs: list[Tensor], patch: int) -> list[Tensor]
         if ref.shape[1] < patch or ref.shape[2] < patch:
             raise RefsrError("reference", f"reference {i}: feature map {ref.shape[2]}x{ref.shape[1]} "
                                           f"is smaller than one {patch}x{patch} patch")
-        out.append(ref.to(content.dtype))
+        out.append(ref.to(device=content.device, dtype=content.dtype))
     return out
 
 
+@torch.no_grad()
 def match(content: Tensor, refs: list[Tensor], patch: int = 3, max_mb: float = 256) -> Correspondence:
     """SRNTT matching of every content position against all references' patches.
 
     ``content``: ``C x H x W`` (φ(LR↑) at relu3_1); ``refs``: list of ``C x Hr x Wr``
     (φ(Ref↓↑)), sizes free. Streams over chunks (see :func:`chunk_size`); deterministic.
+    No gradients flow (S* is a constant weight in SRNTT's texture loss).
     """
     content = _as_chw(content, "content")
     refs = _check_refs(content, refs, patch)
@@ -280,6 +284,7 @@ def _stitch(corr: Correspondence, maps: list[Tensor], s: int, max_mb: float) -> 
     return (canvas[crop] / count[crop])[0]
 
 
+@torch.no_grad()
 def swap(corr: Correspondence, ref_feats: list[dict[str, Tensor]],
          out_hw: tuple[int, int] | None = None, max_mb: float = 256) -> dict[str, Tensor]:
     """Swapped feature maps ``M`` (``1 x C x h x w``) at relu3_1, relu2_1 and relu1_1.
@@ -288,7 +293,8 @@ def swap(corr: Correspondence, ref_feats: list[dict[str, Tensor]],
     swap; the layers present in every dict among relu3_1/relu2_1/relu1_1 are produced.
     ``out_hw`` is the content *image* size (LR↑); each layer's map is ``out_hw // stride``
     (stride 4/2/1), default ``4H x 4W``. When the image side is not a multiple of 4 the extra
-    rows/columns at relu2_1/relu1_1 replicate the last stitched ones.
+    rows/columns at relu2_1/relu1_1 replicate the last stitched ones. ``M`` is a constant
+    target (no gradients).
     """
     H, W = corr.index.shape
     out_h, out_w = out_hw if out_hw is not None else (RELU3_STRIDE * H, RELU3_STRIDE * W)
@@ -376,6 +382,11 @@ def correspond(lr_up: Tensor, refs: list[Tensor], vgg, max_mb: float = 256,
         refs_down_up = [ref_down_up(ref) for ref in refs]
     elif len(refs_down_up) != len(refs):
         raise ValueError(f"{len(refs_down_up)} Ref↓↑ images for {len(refs)} references")
+    for i, (ref, prepared) in enumerate(zip(refs, refs_down_up, strict=True)):
+        if tuple(d // RELU3_STRIDE for d in ref.shape[-2:]) != \
+                tuple(d // RELU3_STRIDE for d in prepared.shape[-2:]):
+            raise ValueError(f"Ref↓↑ {i} is {tuple(prepared.shape[-2:])}, reference "
+                             f"{tuple(ref.shape[-2:])}: their relu3_1 grids differ")
     layer = ("relu3_1",)
     content = _features(vgg, lr_up, layer)["relu3_1"]
     cands = [_features(vgg, _as_image(r, "Ref↓↑"), layer)["relu3_1"] for r in refs_down_up]

@@ -250,3 +250,34 @@ def write_log_csv(path: str | os.PathLike, rows: list[dict]) -> None:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
+
+
+def config_for(model: str, config: dict) -> TrainConfig:
+    """The :class:`TrainConfig` of ``model`` from the (validated) pipeline config."""
+    t = config["train"]
+    arch = dict(config["arch"])
+    if MODEL_KINDS[model] == "sisr":
+        arch.pop("n_blocks_transfer", None)
+    return TrainConfig(model=model, arch=arch, loss=dict(config["loss"]),
+                       iterations=int(t["iterations"][model]), batch_size=int(t["batch_size"]),
+                       lr=float(t["lr"]), seed=int(config["seed"]), disc=dict(config["discriminator"]),
+                       checkpoint_every=int(t["checkpoint_every"]), log_every=int(t["log_every"]),
+                       max_mb=float(config["matching"]["max_mb"]), device=config["device"])
+
+
+def run_training(model: str, config: dict, manifest: str, lr_dir: str, corr_dir: str | None,
+                 init_ckpt: str | None, state_path: str, checkpoint: str, log_csv: str):
+    """The train_{model} stage: train (resuming if possible) and write checkpoint + log CSV."""
+    from .datasets import read_manifest
+
+    cfg = config_for(model, config)
+    ds = read_manifest(manifest, config["train_dataset"])
+    data = TrainingSet(ds, Path(lr_dir), Path(corr_dir) if corr_dir else None, scale=config["scale"])
+    trainer = Trainer(cfg, data, state_path, init_ckpt=init_ckpt, vgg_weights=config["vgg19_weights"])
+    t0 = time.perf_counter()
+    trainer.run()
+    provenance = {"train_dataset": ds.name, "train_seconds": time.perf_counter() - t0}
+    if trainer.vgg is not None:
+        provenance["vgg19_weights"] = trainer.vgg.weights_source
+    trainer.write_outputs(checkpoint, log_csv, provenance)
+    return trainer

@@ -179,7 +179,14 @@ def _read_state(path: str, origin: str) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and I/O errors all mean "unreadable"
         raise RefsrError(path, f"cannot read VGG19 weights ({origin}): "
-                               f"{type(err).__name__}: {err}") from None
+                               f"{type(err).__name__}: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception, limit: int = 200) -> str:
+    """The first non-empty line of an exception message, shortened."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else "no details"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _download_state() -> dict:
@@ -191,7 +198,7 @@ def _download_state() -> dict:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False)
     except Exception as err:
         raise RefsrError(TORCHVISION_SOURCE, f"the VGG19 weights could not be downloaded "
-                                             f"from {url} ({type(err).__name__}: {err}); set "
+                                             f"from {url} ({type(err).__name__}: {_first_line(err)}); set "
                                              f"{ENV_VAR} to a local state dict or run on a "
                                              f"machine with internet") from None
 

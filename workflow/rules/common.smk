@@ -40,3 +40,61 @@ def data_targets():
             f"results/figures/tiers_{ds}.png",
         ]
     return out
+
+
+TRAIN_DS = config["train_dataset"]
+PARENT = {"srgan": "srresnet", "srntt_l2": "srresnet", "srntt": "srntt_l2"}
+TRAINED = ["srresnet", "srgan", "srntt_l2", "srntt"]
+REFSR_MODELS = ["srntt_l2", "srntt"]
+
+
+def _with_parents(models):
+    out = set(models)
+    for m in models:
+        while m in PARENT:
+            m = PARENT[m]
+            out.add(m)
+    return out
+
+
+MODELS = list(config["models"])
+TRAIN_MODELS = [m for m in TRAINED if m in _with_parents(MODELS)]
+USE_GPU = 1 if config["device"] == "cuda" else 0
+
+
+wildcard_constraints:
+    model="|".join(["bicubic", *TRAINED]),
+
+
+def checkpoint_of(model):
+    return f"results/models/{model}/checkpoint.pt"
+
+
+def train_inputs(model):
+    """Inputs of train_{model}: the training data, its correspondences, the parent checkpoint."""
+    inputs = {
+        "manifest": f"results/data/{TRAIN_DS}/manifest.csv",
+        "lr": f"results/data/{TRAIN_DS}/lr",
+    }
+    if model in REFSR_MODELS:
+        inputs["corr"] = f"results/correspondence/{TRAIN_DS}"
+    if model in PARENT:
+        inputs["init"] = checkpoint_of(PARENT[model])
+    return inputs
+
+
+def infer_inputs(wildcards):
+    inputs = {
+        "manifest": f"results/data/{wildcards.dataset}/manifest.csv",
+        "lr": f"results/data/{wildcards.dataset}/lr",
+        "tiers": f"results/tiers/{wildcards.dataset}.csv",
+    }
+    if wildcards.model != "bicubic":
+        inputs["checkpoint"] = checkpoint_of(wildcards.model)
+    return inputs
+
+
+def model_targets():
+    out = [checkpoint_of(m) for m in TRAIN_MODELS]
+    out += [f"results/sr/{ds}/{m}" for ds in config["eval_datasets"] for m in MODELS]
+    return out

@@ -1,0 +1,126 @@
+"""The ``refsr`` command line: degrade, sr, score, bench.
+
+Every command exits non-zero with one line ``refsr: error: <file or option>: <problem>``
+on bad input, and writes its output atomically (nothing partial is left behind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from .errors import RefsrError
+
+
+def _cmd_degrade(args) -> None:
+    from .imageio import read_image, write_image
+    from .resize import degrade
+
+    _, lr = degrade(read_image(args.hr), args.scale, args.resize)
+    write_image(args.lr, lr)
+
+
+def _cmd_sr(args) -> None:
+    from .imageio import check_min_size, read_image, write_image
+    from .infer import SuperResolver
+
+    lr = read_image(args.lr)
+    check_min_size(lr, 3, args.lr, "LR image")
+    refs = [read_image(r) for r in args.ref or []]
+    for path, ref in zip(args.ref or [], refs, strict=True):
+        check_min_size(ref, 12, path, "reference")
+    resolver = SuperResolver(args.checkpoint, model=args.model, device=args.device, max_mb=args.max_mb,
+                             tile=args.tile, pad=args.pad, resize=args.resize)
+    if refs and not resolver.uses_reference:
+        print(f"refsr: note: {resolver.name} is a single-image model; --ref ignored", file=sys.stderr)
+    write_image(args.out, resolver(lr, refs))
+
+
+def _json_number(x: float):
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def _cmd_score(args) -> None:
+    from .imageio import read_image
+    from .metrics import LPIPSMetric, score_pair
+
+    from .resize import modcrop
+
+    sr, hr = read_image(args.sr), modcrop(read_image(args.hr), args.scale)  # protocol: HR mod-cropped
+    metric = None if args.no_lpips else LPIPSMetric(allow_download=not args.offline)
+    scores = score_pair(sr, hr, crop=args.crop, y_channel=not args.rgb, lpips_metric=metric,
+                        sr_name=args.sr, hr_name=args.hr)
+    out = {k: _json_number(float(v)) for k, v in scores.items()}
+    if metric is not None and not metric.available:
+        out["lpips_reason"] = metric.reason
+    print(json.dumps(out, allow_nan=True))
+
+
+def _cmd_bench(args) -> None:
+    from .bench import bench_swap, parse_size
+
+    w, h = parse_size(args.hr_size)
+    print(json.dumps(bench_swap(w, h, max_mb=args.max_mb, repeats=args.repeats)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="refsr", description="Reference-based super-resolution (SRNTT).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("degrade", help="HR -> LR by bicubic downscaling (HR mod-cropped first)")
+    d.add_argument("hr")
+    d.add_argument("lr")
+    d.add_argument("--scale", type=int, default=4)
+    d.add_argument("--resize", choices=["matlab", "pil"], default="matlab")
+    d.set_defaults(func=_cmd_degrade)
+
+    s = sub.add_parser("sr", help="super-resolve an LR image x4, borrowing texture from references")
+    s.add_argument("--lr", required=True)
+    s.add_argument("--ref", action="append", help="reference image (repeat for several)")
+    s.add_argument("--checkpoint", help="trained checkpoint, or 'bicubic'")
+    s.add_argument("--model", help="expected model name (bicubic needs no checkpoint)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--max-mb", type=float, default=256, help="memory budget of the patch matching")
+    s.add_argument("--tile", type=int, default=128, help="LR tile side for the network (0 = whole image)")
+    s.add_argument("--pad", type=int, default=16, help="LR context pixels around each tile")
+    s.add_argument("--resize", choices=["matlab", "pil"], default="matlab")
+    s.set_defaults(func=_cmd_sr)
+
+    c = sub.add_parser("score", help="PSNR/SSIM (Y, border crop) and LPIPS of SR against HR, as JSON")
+    c.add_argument("sr")
+    c.add_argument("hr")
+    c.add_argument("--crop", type=int, default=4, help="border pixels cropped before PSNR/SSIM")
+    c.add_argument("--scale", type=int, default=4, help="HR is mod-cropped to a multiple of this")
+    c.add_argument("--rgb", action="store_true", help="PSNR/SSIM on RGB instead of Y")
+    c.add_argument("--no-lpips", action="store_true", help="skip LPIPS (reported as null)")
+    c.add_argument("--offline", action="store_true", help="never try to download LPIPS weights")
+    c.set_defaults(func=_cmd_score)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="what", required=True)
+    bs = bsub.add_parser("swap", help="patch matching + swapping at a CUFED5-like size; one JSON line")
+    bs.add_argument("--hr-size", default="500x332")
+    bs.add_argument("--max-mb", type=float, default=256)
+    bs.add_argument("--repeats", type=int, default=3)
+    bs.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RefsrError as err:
+        print(f"refsr: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("refsr: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+# Inference: every model on every test group and level (L1..L5, LR, HR) of a dataset.
+
+
+rule infer:
+    input:
+        unpack(infer_inputs),
+    output:
+        directory("results/sr/{dataset}/{model}"),
+    params:
+        config=config,
+    log:
+        "results/logs/infer/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/infer/{dataset}/{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=lambda wc: USE_GPU if wc.model != "bicubic" else 0,
+    conda:
+        "../../envs/refsr.yaml"
+    script:
+        "../../scripts/infer.py"
