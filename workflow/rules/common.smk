@@ -98,3 +98,102 @@ def model_targets():
     out = [checkpoint_of(m) for m in TRAIN_MODELS]
     out += [f"results/sr/{ds}/{m}" for ds in config["eval_datasets"] for m in MODELS]
     return out
+
+
+# --- evaluation, tables, figures, report (workflow/rules/evaluate.smk) ---
+
+from refsr.evaluate import protocol_from_config
+
+
+EVAL_DATASETS = list(config["eval_datasets"])
+# The first evaluated dataset of kind cufed5 gets the "paper vs reproduced" table.
+PAPER_DATASET = next(
+    (ds for ds in EVAL_DATASETS if config["datasets"][ds]["kind"] == "cufed5"), None
+)
+
+
+def eval_csvs(datasets=None, models=None):
+    """Evaluation CSVs of every (dataset, model), datasets outer, models inner."""
+    return [
+        f"results/eval/{ds}/{m}.csv"
+        for ds in (datasets or EVAL_DATASETS)
+        for m in (models or MODELS)
+    ]
+
+
+def table_paths():
+    """{main,per_level[,paper]}_{csv,md,tex} -> path of the tables rule's outputs."""
+    names = {"main": "main", "per_level": "per_level"}
+    if PAPER_DATASET is not None:
+        names["paper"] = "paper_vs_reproduced"
+    return {
+        f"{key}_{ext}": f"results/tables/{name}.{ext}"
+        for key, name in names.items()
+        for ext in ("csv", "md", "tex")
+    }
+
+
+def figure_paths(dataset="{dataset}"):
+    """Outputs of the figures rule for one dataset (PNG + PDF of each figure)."""
+    stems = {
+        "levels": "metric_vs_level",
+        "grid": "comparison",
+        "corr": "correspondence",
+    }
+    return {
+        f"{key}_{ext}": f"results/figures/{stem}_{dataset}.{ext}"
+        for key, stem in stems.items()
+        for ext in ("png", "pdf")
+    }
+
+
+# The protocol sentence every evaluation/table/figure caption carries.
+PROTOCOL_TEXT = protocol_from_config(config).describe()
+
+_TABLE_CAPTIONS = {
+    "main": "../report/main_table.rst",
+    "per_level": "../report/per_level_table.rst",
+    "paper": "../report/paper_vs_reproduced.rst",
+}
+_FIGURE_CAPTIONS = {
+    "levels": "../report/metric_vs_level.rst",
+    "grid": "../report/comparison.rst",
+    "corr": "../report/correspondence.rst",
+}
+
+
+def reported_tables():
+    """The tables rule's outputs; each CSV is shown in the report with its caption."""
+    out = {}
+    for key, path in table_paths().items():
+        table, ext = key.rsplit("_", 1)
+        if ext == "csv":
+            out[key] = report(path, caption=_TABLE_CAPTIONS[table], category="Tables")
+        else:
+            out[key] = path
+    return out
+
+
+def reported_figures():
+    """The figures rule's outputs; each PNG is shown in the report with its caption."""
+    out = {}
+    for key, path in figure_paths().items():
+        fig, ext = key.rsplit("_", 1)
+        if ext == "png":
+            out[key] = report(
+                path,
+                caption=_FIGURE_CAPTIONS[fig],
+                category="Figures",
+                subcategory="{dataset}",
+            )
+        else:
+            out[key] = path
+    return out
+
+
+def report_targets():
+    """Everything the report shows: evaluation CSVs, tables and figures."""
+    out = eval_csvs() + list(table_paths().values())
+    for ds in EVAL_DATASETS:
+        out += list(figure_paths(ds).values())
+    return out

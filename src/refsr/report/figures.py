@@ -1,0 +1,366 @@
+"""The paper's figures, regenerated (matplotlib, PNG + PDF, written atomically).
+
+* :func:`plot_metric_vs_level` — each metric against the reference level, one line per model.
+* :func:`plot_comparison_grid` — crops of HR, bicubic, SISR, SRNTT at several levels, and
+  the reference, for a few test images.
+* :func:`plot_correspondence` — which part of the reference each output region borrows
+  from (SRNTT's relu3_1 matching, colour-coded by reference position) and the S* map.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import hsv_to_rgb  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from ..atomic import atomic_path  # noqa: E402
+from ..datasets.layout import EVAL_LEVELS, LEVELS, Dataset  # noqa: E402
+from ..errors import RefsrError  # noqa: E402
+from ..imageio import read_image  # noqa: E402
+from .tables import LABEL, cell_status  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+SISR_PREFERENCE = ("srresnet", "srgan")
+REFSR_PREFERENCE = ("srntt", "srntt_l2")
+PRETTY = {"bicubic": "Bicubic", "srresnet": "SRResNet", "srgan": "SRGAN",
+          "srntt_l2": "SRNTT-\u21132", "srntt": "SRNTT"}
+
+
+def _save(fig, out_png, out_pdf=None, dpi: int = 130) -> None:
+    for out in [out_png] + ([out_pdf] if out_pdf else []):
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# metric vs level
+# --------------------------------------------------------------------------------------
+
+
+def level_positions(levels: Sequence[str] = EVAL_LEVELS) -> dict[str, float]:
+    """x positions: L1..L5 at 1..5, then LR and HR after a gap."""
+    pos, x = {}, 1.0
+    for lv in levels:
+        if lv not in LEVELS and x <= len(LEVELS) + 0.5:
+            x += 0.6
+        pos[lv] = x
+        x += 1.0
+    return pos
+
+
+def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: Sequence[str],
+                         title: str, out_png, out_pdf=None, lpips_available: bool = True,
+                         lpips_reason: str | None = None) -> None:
+    """One panel per metric; per model the mean over all images at each level.
+
+    ``summary`` is :func:`refsr.report.tables.summarise` for one dataset. Cells whose mean
+    is not reported (missing images) are left out and drawn as a grey cross at the axis.
+    L1..L5 are joined by lines; LR (SISR mode) and HR (oracle) are separate points.
+    """
+    pos = level_positions()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.5),
+                             constrained_layout=True, squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    any_missing = False
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        if metric == "lpips" and not lpips_available:
+            reason = textwrap.fill(f"LPIPS not computed: {lpips_reason or 'unavailable'}", 40)
+            ax.text(0.5, 0.5, reason, ha="center", va="center", fontsize=7, wrap=True,
+                    transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(LABEL[metric])
+            continue
+        for i, model in enumerate(models):
+            rows = summary[summary["model"] == model].set_index("level")
+            c = colours[i % len(colours)]
+            xs, ys, miss = [], [], []
+            for lv in pos:
+                if lv not in rows.index:
+                    continue
+                row = rows.loc[lv]
+                if cell_status(row, metric, lpips_available) == "ok" and math.isfinite(row[metric]):
+                    xs.append(pos[lv])
+                    ys.append(row[metric])
+                else:
+                    miss.append(pos[lv])
+            main = [(x, y) for x, y in zip(xs, ys, strict=True) if x <= len(LEVELS)]
+            extra = [(x, y) for x, y in zip(xs, ys, strict=True) if x > len(LEVELS)]
+            if main:
+                ax.plot(*zip(*main, strict=True), "-o", color=c, ms=4, label=PRETTY.get(model, model))
+            if extra:
+                ax.plot(*zip(*extra, strict=True), "s", color=c, ms=5,
+                        label=None if main else PRETTY.get(model, model))
+            if miss:
+                any_missing = True
+                ax.plot(miss, [0.02] * len(miss), "x", color="0.5", ms=6,
+                        transform=ax.get_xaxis_transform())
+        ax.axvline(len(LEVELS) + 0.8, color="0.7", lw=0.8, ls="--")
+        ax.set_xticks(list(pos.values()), list(pos))
+        ax.set_xlabel("reference level (L1 = most similar)")
+        arrow = "\u2193 better" if metric == "lpips" else "\u2191 better"
+        ax.set_title(f"{LABEL[metric]}{' (dB)' if metric == 'psnr' else ''}, {arrow}", fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right center", fontsize=8)
+    suffix = "  (x: mean not reported, images missing)" if any_missing else ""
+    fig.suptitle(title + suffix, fontsize=10)
+    _save(fig, out_png, out_pdf)
+
+
+# --------------------------------------------------------------------------------------
+# visual comparison grid
+# --------------------------------------------------------------------------------------
+
+
+def textured_window(img: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left ``(y, x)`` of the ``size`` x ``size`` window with the most gradient energy."""
+    h, w = img.shape[:2]
+    size = min(size, h, w)
+    g = img.astype(np.float64).mean(axis=2)
+    energy = np.zeros_like(g)
+    energy[:, 1:] += np.abs(np.diff(g, axis=1))
+    energy[1:, :] += np.abs(np.diff(g, axis=0))
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    step = max(1, size // 4)
+    best, where = -1.0, (0, 0)
+    for y in range(0, h - size + 1, step):
+        for x in range(0, w - size + 1, step):
+            e = (integral[y + size, x + size] - integral[y, x + size] - integral[y + size, x]
+                 + integral[y, x])
+            if e > best:
+                best, where = e, (y, x)
+    return where
+
+
+def _pick(models: Sequence[str], preference: Sequence[str]) -> str | None:
+    return next((m for m in preference if m in models), None)
+
+
+def references_at(tiers: pd.DataFrame, ds: Dataset, group: str, level: str) -> list[Path]:
+    """Reference paths of ``group`` whose tier is ``level`` (tiers CSV order)."""
+    g = ds.group(group)
+    sel = tiers[(tiers["group"].astype(str) == group) & (tiers["tier"].astype(str) == level)]
+    return [g.refs[str(r)] for r in sel["ref"] if str(r) in g.refs]
+
+
+def comparison_columns(models: Sequence[str], levels: Sequence[str]) -> list[tuple[str, str | None, str]]:
+    """``(label, model, level)`` per column of the grid (model None = HR / reference)."""
+    cols: list[tuple[str, str | None, str]] = [("HR", None, "HR")]
+    if "bicubic" in models:
+        cols.append(("Bicubic", "bicubic", levels[0] if levels else "L1"))
+    sisr = _pick(models, SISR_PREFERENCE)
+    if sisr:
+        cols.append((PRETTY[sisr], sisr, levels[0] if levels else "L1"))
+    refsr = _pick(models, REFSR_PREFERENCE)
+    if refsr:
+        cols += [(f"{PRETTY[refsr]} {lv}", refsr, lv) for lv in levels]
+    return cols
+
+
+def plot_comparison_grid(ds: Dataset, sr_root: str | os.PathLike, models: Sequence[str],
+                         tiers: pd.DataFrame, evals: Mapping[str, pd.DataFrame],
+                         out_png, out_pdf=None, images: Sequence[str] | None = None,
+                         levels: Sequence[str] = ("L1", "L3", "L5"), crop: int = 64,
+                         n_images: int = 3, ref_level: str = "L1") -> list[str]:
+    """Crops of HR and SR outputs (+ the full reference), one row per test image.
+
+    Each SR panel is labelled with that image's full-image PSNR from the evaluation CSV.
+    A missing SR output leaves its panel empty with the word "missing". Returns the images.
+    """
+    sr_root = Path(sr_root)
+    names = list(images) if images else [g.name for g in ds.groups][:n_images]
+    for n in names:
+        ds.group(n)  # clear error for an unknown image name
+    cols = comparison_columns(models, levels)
+    ncols = len(cols) + 2  # + full HR with the crop box, + reference
+    fig, axes = plt.subplots(len(names), ncols, figsize=(1.75 * ncols, 1.95 * len(names)),
+                             constrained_layout=True, squeeze=False)
+    for r, name in enumerate(names):
+        g = ds.group(name)
+        hr = read_image(g.hr)
+        y, x = textured_window(hr, crop)
+        c = min(crop, *hr.shape[:2])
+        ax = axes[r][0]
+        ax.imshow(hr)
+        ax.add_patch(Rectangle((x, y), c, c, fill=False, ec="yellow", lw=1.2))
+        ax.set_ylabel(name, fontsize=8)
+        if r == 0:
+            ax.set_title("HR (full)", fontsize=8)
+        for j, (label, model, level) in enumerate(cols, start=1):
+            ax = axes[r][j]
+            if r == 0:
+                ax.set_title(label, fontsize=8)
+            if model is None:
+                ax.imshow(hr[y:y + c, x:x + c], interpolation="nearest")
+                ax.set_xlabel("ground truth", fontsize=7)
+                continue
+            path = sr_root / model / name / f"{level}.png"
+            if not path.is_file():
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+                continue
+            sr = read_image(path)
+            ax.imshow(sr[y:y + c, x:x + c], interpolation="nearest")
+            df = evals.get(model)
+            if df is not None:
+                hit = df[(df["image"].astype(str) == name) & (df["level"] == level)]
+                if len(hit) and np.isfinite(hit["psnr"].iloc[0]):
+                    ax.set_xlabel(f"{hit['psnr'].iloc[0]:.2f} dB", fontsize=7)
+        ax = axes[r][-1]
+        refs = references_at(tiers, ds, name, ref_level)
+        if r == 0:
+            ax.set_title(f"Ref {ref_level} (full)", fontsize=8)
+        if refs:
+            ax.imshow(read_image(refs[0]))
+        else:
+            ax.text(0.5, 0.5, f"no {ref_level} ref", ha="center", va="center", transform=ax.transAxes)
+        for a in axes[r]:
+            a.set_xticks([])
+            a.set_yticks([])
+    fig.suptitle(f"{ds.name}: {crop}x{crop} HR-pixel crops (most textured window); "
+                 "PSNR of the full image (Y, protocol of the tables)", fontsize=9)
+    _save(fig, out_png, out_pdf, dpi=150)
+    return names
+
+
+# --------------------------------------------------------------------------------------
+# correspondence
+# --------------------------------------------------------------------------------------
+
+
+def position_colours(h: int, w: int) -> np.ndarray:
+    """``h x w x 3`` colour code of grid positions: hue = angle around the centre,
+    saturation = distance from it (the optical-flow colour wheel), value 1."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    dy = (yy - (h - 1) / 2) / max(1.0, (h - 1) / 2)
+    dx = (xx - (w - 1) / 2) / max(1.0, (w - 1) / 2)
+    hue = (np.arctan2(dy, dx) / (2 * np.pi)) % 1.0
+    sat = np.clip(np.hypot(dx, dy) / math.sqrt(2), 0, 1) * 0.85 + 0.15
+    return hsv_to_rgb(np.stack([hue, sat, np.ones_like(hue)], axis=-1))
+
+
+def borrowed_mosaic(ref: np.ndarray, py: np.ndarray, px: np.ndarray, stride: int = 4) -> np.ndarray:
+    """For every content position, the ``stride`` x ``stride`` block of ``ref`` around its
+    matched position: the reference rearranged as the output would borrow it."""
+    h, w = py.shape
+    d = np.arange(stride)
+    rows = np.clip(py[:, :, None] * stride + d, 0, ref.shape[0] - 1)  # h x w x s
+    cols = np.clip(px[:, :, None] * stride + d, 0, ref.shape[1] - 1)
+    blocks = ref[rows[:, :, :, None], cols[:, :, None, :]]  # h x w x s x s x 3
+    return blocks.transpose(0, 2, 1, 3, 4).reshape(h * stride, w * stride, -1)
+
+
+def plot_correspondence(ds: Dataset, lr_dir: str | os.PathLike, tiers: pd.DataFrame,
+                        out_png, out_pdf=None, image: str | None = None, level: str = "L1",
+                        vgg_weights: str | None = None, max_mb: float = 256, scale: int = 4,
+                        resize: str = "matlab", sr_path: str | os.PathLike | None = None) -> str:
+    """SRNTT's relu3_1 matching of one test image against its ``level`` reference.
+
+    Panels: the LR input upsampled (or the SRNTT output when ``sr_path`` exists), the
+    reference with its position colour code, the colour of the matched reference position
+    for every output region, the reference blocks rearranged as matched, and S*.
+    Returns the image name.
+    """
+    from ..datasets.lr import lr_path
+    from ..imageio import to_tensor
+    from ..resize import down_up, upscale
+    from ..swap import RELU3_STRIDE, correspond
+    from ..vgg import load_vgg19
+
+    name = image or ds.groups[0].name
+    refs = references_at(tiers, ds, name, level)
+    if not refs:
+        raise RefsrError(f"image {name}", f"has no reference at level {level} in the tiers table")
+    lr = read_image(lr_path(lr_dir, "test", name))
+    ref = read_image(refs[0])
+    lr_up = upscale(lr, scale, resize)
+    vgg = load_vgg19(("relu3_1",), weights=vgg_weights)
+    corr = correspond(to_tensor(lr_up), [to_tensor(ref)], vgg, max_mb=max_mb,
+                      refs_down_up=[to_tensor(down_up(ref, scale, resize))])
+    py, px = (t.cpu().numpy() for t in corr.pos)
+    rh, rw = corr.ref_shapes[0]
+    code = position_colours(rh, rw)
+    borrowed = code[py, px]
+    score = corr.score.cpu().numpy()
+    mean_cos = float(corr.cosine.mean()) if corr.cosine is not None else math.nan
+    s = RELU3_STRIDE
+    H, W = py.shape
+
+    shown, shown_label = lr_up, f"LR \u00d7{scale} bicubic (input)"
+    if sr_path is not None and Path(sr_path).is_file():
+        shown, shown_label = read_image(sr_path), f"SRNTT output ({level})"
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.9), constrained_layout=True)
+    axes[0].imshow(shown)
+    axes[0].set_title(shown_label, fontsize=9)
+    axes[1].imshow(ref)
+    axes[1].imshow(code, extent=(0, rw * s, rh * s, 0), alpha=0.55, interpolation="nearest")
+    axes[1].set_xlim(0, ref.shape[1])
+    axes[1].set_ylim(ref.shape[0], 0)
+    axes[1].set_title(f"Reference {level} + position colour code", fontsize=9)
+    axes[2].imshow(borrowed, extent=(0, W * s, H * s, 0), interpolation="nearest")
+    axes[2].set_title("Borrowed from: colour of the matched\nreference position (relu3_1)", fontsize=9)
+    axes[3].imshow(borrowed_mosaic(ref, py, px, s))
+    axes[3].set_title("Reference blocks rearranged as matched", fontsize=9)
+    im = axes[4].imshow(score, extent=(0, W * s, H * s, 0), cmap="viridis", interpolation="nearest")
+    axes[4].set_title(f"S* (max matching score)\nmean best cosine {mean_cos:.3f}", fontsize=9)
+    fig.colorbar(im, ax=axes[4], fraction=0.046, pad=0.02)
+    for a in axes:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.suptitle(f"{ds.name}/{name}: SRNTT correspondence (VGG19 relu3_1, 3x3 patches) with its "
+                 f"{level} reference; VGG19 weights: {Path(str(vgg.weights_source)).name}",
+                 fontsize=10)
+    _save(fig, out_png, out_pdf)
+    return name
+
+
+# --------------------------------------------------------------------------------------
+# the figures stage
+# --------------------------------------------------------------------------------------
+
+
+def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: str | os.PathLike,
+                lr_dir: str | os.PathLike, tiers_csv: str | os.PathLike, models: Sequence[str],
+                config: Mapping, outputs: Mapping[str, str]) -> None:
+    """The figures rule for one dataset: metric vs level, comparison grid, correspondence."""
+    from .tables import load_evals, lpips_provenance, summarise
+
+    ev = dict(config.get("evaluation") or {})
+    evals, metas = load_evals(eval_csvs)
+    summary = summarise(evals)
+    lp_text, lp_ok = lpips_provenance(metas.values())
+    metrics = list(ev.get("levels_figure_metrics", ["psnr", "ssim", "lpips"]))
+    plot_metric_vs_level(summary[summary["dataset"] == ds.name], models, metrics,
+                         f"{ds.name}: mean over {summary['n_images'].max()} test images per level",
+                         outputs["levels_png"], outputs.get("levels_pdf"), lp_ok, lp_text)
+    tiers = pd.read_csv(tiers_csv, keep_default_na=False, dtype={"group": str, "ref": str})
+    by_model = {m: df for (d, m), df in evals.items() if d == ds.name}
+    plot_comparison_grid(ds, sr_root, models, tiers, by_model, outputs["grid_png"],
+                         outputs.get("grid_pdf"), images=ev.get("grid_images") or None,
+                         levels=ev.get("grid_levels", ["L1", "L3", "L5"]),
+                         crop=int(ev.get("grid_crop", 64)), n_images=int(ev.get("grid_n_images", 3)))
+    refsr = _pick(models, REFSR_PREFERENCE)
+    image = ev.get("correspondence_image") or next(
+        (g.name for g in ds.groups if references_at(tiers, ds, g.name, "L1")), ds.groups[0].name)
+    sr_path = Path(sr_root) / refsr / image / "L1.png" if refsr else None
+    plot_correspondence(ds, lr_dir, tiers, outputs["corr_png"], outputs.get("corr_pdf"),
+                        image=image, level="L1", vgg_weights=config.get("vgg19_weights"),
+                        max_mb=float((config.get("matching") or {}).get("max_mb", 256)),
+                        scale=int(config.get("scale", 4)), resize=str(config.get("resize", "matlab")),
+                        sr_path=sr_path)
+    log.info("wrote the figures of %s", ds.name)

@@ -1,0 +1,120 @@
+"""Inference and ``refsr sr``: every model kind, odd sizes, tiling, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from refsr.cli import main
+from refsr.errors import RefsrError
+from refsr.infer import SuperResolver
+from refsr.models import build_model, save_checkpoint
+from refsr.resize import upscale
+
+ARCH = {"n_blocks": 1, "n_feats": 8, "n_blocks_transfer": [1, 1, 1]}
+
+
+def _ckpt(tmp_path, name, perturb=True):
+    torch.manual_seed(0)
+    arch = ARCH if name.startswith("srntt") else {k: v for k, v in ARCH.items() if k != "n_blocks_transfer"}
+    model = build_model(name, arch)
+    if perturb:  # leave "exactly bicubic" so tiling differences would show
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path / f"{name}.pt"
+    save_checkpoint(path, model, name, arch)
+    return str(path)
+
+
+@pytest.fixture
+def images(tmp_path, rng):
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    lr = photo[100:113:1, 200:217][:, :, :]  # 13 x 17, odd on both sides
+    paths = {"lr": tmp_path / "lr.png", "ref": tmp_path / "ref.png", "gray": tmp_path / "gray.png",
+             "rgba": tmp_path / "rgba.png", "tiny": tmp_path / "tiny.png"}
+    Image.fromarray(lr).save(paths["lr"])
+    Image.fromarray(photo[300:361, 100:171]).save(paths["ref"])  # another size than the output
+    Image.fromarray(photo[300:361, 100:171, 0]).save(paths["gray"])
+    Image.fromarray(np.dstack([photo[:40, :44], np.full((40, 44), 128, np.uint8)])).save(paths["rgba"])
+    Image.fromarray(photo[:8, :8]).save(paths["tiny"])
+    return paths
+
+
+@pytest.mark.parametrize("model", ["bicubic", "srresnet", "srgan", "srntt_l2", "srntt"])
+def test_sr_cli_odd_sizes(model, images, tmp_path, vgg_weights):
+    ckpt = "bicubic" if model == "bicubic" else _ckpt(tmp_path, model)
+    out = tmp_path / "sr.png"
+    rc = main(["sr", "--lr", str(images["lr"]), "--ref", str(images["ref"]), "--ref", str(images["gray"]),
+               "--checkpoint", ckpt, "--out", str(out)])
+    assert rc == 0
+    assert Image.open(out).size == (17 * 4, 13 * 4)
+
+
+def test_bicubic_equals_matlab_upscale(images, tmp_path):
+    out = tmp_path / "sr.png"
+    assert main(["sr", "--lr", str(images["lr"]), "--checkpoint", "bicubic", "--out", str(out)]) == 0
+    lr = np.asarray(Image.open(images["lr"]))
+    assert np.array_equal(np.asarray(Image.open(out)), upscale(lr, 4))
+
+
+@pytest.mark.parametrize("model", ["srresnet", "srntt"])
+def test_tiling_matches_whole_image(model, tmp_path, vgg_weights):
+    import skimage.data
+
+    photo = skimage.data.chelsea()
+    lr, ref = photo[40:77, 60:101], photo[30:130, 50:150]
+    ckpt = _ckpt(tmp_path, model)
+    whole = SuperResolver(ckpt, tile=0)(lr, [ref]).astype(int)
+    tiled = SuperResolver(ckpt, tile=16, pad=12)(lr, [ref]).astype(int)
+    assert whole.shape == tiled.shape == (37 * 4, 41 * 4, 3)
+    assert np.abs(whole - tiled).max() <= 1
+
+
+def test_rgba_reference_and_untrained_srntt_is_bicubic(images, tmp_path, vgg_weights):
+    ckpt = _ckpt(tmp_path, "srntt", perturb=False)
+    lr = np.asarray(Image.open(images["lr"]))
+    from refsr.imageio import read_image
+
+    sr = SuperResolver(ckpt)(lr, [read_image(images["rgba"])])
+    # an untrained residual-over-bicubic SRNTT outputs bicubic up to float rounding
+    assert np.abs(sr.astype(int) - upscale(lr, 4).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("case", ["corrupt", "wrong_model", "tiny_ref", "missing_ref_for_srntt", "bad_lr"])
+def test_sr_bad_input(case, images, tmp_path, capsys, vgg_weights):
+    out = tmp_path / "sr.png"
+    args = ["sr", "--lr", str(images["lr"]), "--out", str(out)]
+    if case == "corrupt":
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(b"not a checkpoint")
+        args += ["--checkpoint", str(bad)]
+        needle = str(bad)
+    elif case == "wrong_model":
+        args += ["--checkpoint", _ckpt(tmp_path, "srresnet"), "--model", "srntt", "--ref", str(images["ref"])]
+        needle = "srresnet"
+    elif case == "tiny_ref":
+        args += ["--checkpoint", _ckpt(tmp_path, "srntt"), "--ref", str(images["tiny"])]
+        needle = str(images["tiny"])
+    elif case == "missing_ref_for_srntt":
+        args += ["--checkpoint", _ckpt(tmp_path, "srntt")]
+        needle = "reference"
+    else:
+        (tmp_path / "lr_bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+        args = ["sr", "--lr", str(tmp_path / "lr_bad.png"), "--checkpoint", "bicubic", "--out", str(out)]
+        needle = "lr_bad.png"
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("refsr: error:") and needle in err[0], err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".sr*"))
+
+
+def test_srntt_requires_vgg_layers_it_can_load(tmp_path, monkeypatch, images):
+    monkeypatch.setenv("REFSR_VGG19_WEIGHTS", str(tmp_path / "missing.pth"))
+    with pytest.raises(RefsrError, match="missing.pth"):
+        SuperResolver(_ckpt(tmp_path, "srntt"))
