@@ -81,3 +81,25 @@ def test_data_stage_end_to_end(tmp_path, vgg_weights):
     assert (agree["spearman_rho"] < 0).all(), agree
     assert (wd / "results/data/embedded/lr/test/motorcycle.png").is_file()
     assert (wd / "results/logs/tiers/embedded.log").read_text().count("Spearman") == 2
+
+
+@pytest.mark.slow
+def test_whole_pipeline_on_smoke_config(tmp_path, vgg_weights):
+    """`snakemake` on the smoke config builds every target: data, five models, inference."""
+    wd = workdir(tmp_path)
+    snakemake("--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+              "--configfile", str(wd / "configs/smoke.yaml"))
+    for model in ["srresnet", "srgan", "srntt_l2", "srntt"]:
+        assert (wd / f"results/models/{model}/checkpoint.pt").is_file()
+        log = pd.read_csv(wd / f"results/models/{model}/train_log.csv")
+        assert len(log) == {"srresnet": 3, "srgan": 2, "srntt_l2": 3, "srntt": 2}[model]
+        assert (wd / f"results/checkpoints/{model}/state.pt").is_file()
+    for model in ["bicubic", "srresnet", "srgan", "srntt_l2", "srntt"]:
+        for level in ["L1", "L2", "L3", "L4", "L5", "LR", "HR"]:
+            assert (wd / f"results/sr/embedded/{model}/chelsea/{level}.png").is_file()
+    corr = sorted((wd / "results/correspondence/embedded").glob("*.npz"))
+    assert len(corr) == 8
+    # a second run has nothing to do
+    proc = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+                     "--configfile", str(wd / "configs/smoke.yaml"))
+    assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -98,7 +98,7 @@ def to_tensor(arr: np.ndarray, device=None):
     """uint8 ``(H, W, 3)`` -> float32 tensor ``(1, 3, H, W)`` in [0, 1]."""
     import torch
 
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float().div_(255.0)
+    t = torch.from_numpy(np.array(arr, copy=True, order="C")).permute(2, 0, 1)[None].float().div_(255.0)
     return t.to(device) if device is not None else t
 
 

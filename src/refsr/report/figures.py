@@ -53,10 +53,10 @@ def _save(fig, out_png, out_pdf=None, dpi: int = 130) -> None:
 
 def level_positions(levels: Sequence[str] = EVAL_LEVELS) -> dict[str, float]:
     """x positions: L1..L5 at 1..5, then LR and HR after a gap."""
-    pos, x = {}, 1.0
+    pos, x, gap = {}, 1.0, False
     for lv in levels:
-        if lv not in LEVELS and x <= len(LEVELS) + 0.5:
-            x += 0.6
+        if lv not in LEVELS and not gap:
+            x, gap = x + 0.6, True
         pos[lv] = x
         x += 1.0
     return pos
@@ -78,7 +78,7 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
     any_missing = False
     for ax, metric in zip(axes[0], metrics, strict=True):
         if metric == "lpips" and not lpips_available:
-            reason = textwrap.fill(f"LPIPS not computed: {lpips_reason or 'unavailable'}", 40)
+            reason = textwrap.fill(lpips_reason or "LPIPS not computed", 40)
             ax.text(0.5, 0.5, reason, ha="center", va="center", fontsize=7, wrap=True,
                     transform=ax.transAxes)
             ax.set_xticks([])
@@ -109,7 +109,7 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
                 any_missing = True
                 ax.plot(miss, [0.02] * len(miss), "x", color="0.5", ms=6,
                         transform=ax.get_xaxis_transform())
-        ax.axvline(len(LEVELS) + 0.8, color="0.7", lw=0.8, ls="--")
+        ax.axvline(len(LEVELS) + 0.8, color="0.7", lw=0.8, ls="--")  # L5 | LR, HR
         ax.set_xticks(list(pos.values()), list(pos))
         ax.set_xlabel("reference level (L1 = most similar)")
         arrow = "\u2193 better" if metric == "lpips" else "\u2191 better"

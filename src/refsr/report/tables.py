@@ -49,6 +49,7 @@ REFSR_MODELS = ("srntt_l2", "srntt")
 
 MISSING_MD = "\u2014\u2020"  # em dash + dagger
 MISSING_TEX = r"---$^\dagger$"
+UNVERIFIED = "\u2021"  # double dagger: a published value not checked against the paper
 NA = "n/a"
 SUMMARY_COLUMNS = ("dataset", "model", "level", "n_images", "n_missing", *METRICS)
 
@@ -192,8 +193,9 @@ def fmt_cell(row, metric, lpips_available, digits, tex=False) -> str:
     return MISSING_TEX if tex else MISSING_MD
 
 
-def missing_notes(summary: pd.DataFrame, lpips_available: bool) -> list[str]:
-    """Footnotes for every missing-marked cell, grouped by (dataset, model)."""
+def missing_notes(summary: pd.DataFrame, lpips_available: bool,
+                  metrics: Sequence[str] = METRICS) -> list[str]:
+    """Footnotes for every missing-marked cell of ``metrics``."""
     notes = []
     for row in summary.to_dict("records"):
         where = f"{row['dataset']}, {row['model']}, {row['level']}"
@@ -201,7 +203,7 @@ def missing_notes(summary: pd.DataFrame, lpips_available: bool) -> list[str]:
             notes.append(f"\u2020 {where}: {row['n_missing']} of {row['n_images']} images "
                          f"missing (no SR output); mean not reported.")
             continue
-        for m in METRICS:
+        for m in metrics:
             if cell_status(row, m, lpips_available) == "missing":
                 k = row["n_images"] - row[f"{m}_n"]
                 notes.append(f"\u2020 {where}: {LABEL[m]} missing for {k} of {row['n_images']} "
@@ -216,11 +218,13 @@ def missing_notes(summary: pd.DataFrame, lpips_available: bool) -> list[str]:
 _TEX_UNICODE = [
     ("\u21132", r"$\ell_2$"), ("\u2113", r"$\ell$"), ("\u03c3", r"$\sigma$"),
     ("\u00d7", r"$\times$"), ("\u2014", "---"), ("\u2013", "--"), ("\u2020", r"$^\dagger$"),
+    ("\u2021", r"$^\ddagger$"),
     ("\u2191", r"$\uparrow$"), ("\u2193", r"$\downarrow$"), ("\u0394", r"$\Delta$"),
 ]
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                "^": r"\textasciicircum{}"}
+                "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+                "`": r"\textasciigrave{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -398,7 +402,7 @@ def paper_table(summary: pd.DataFrame, models: Sequence[str], dataset: str, prov
                "source": pub.source if pub else "not reported in the paper",
                "verified": bool(pub.verified) if pub else False}
         rows.append(rec)
-        mark = "" if (pub is None or pub.verified) else "*"
+        mark = "" if (pub is None or pub.verified) else UNVERIFIED
         f = _opt_num
         incomplete = row is None or row["n_missing"] > 0
         vals = [f(rec["paper_psnr"], 2), f(rec["paper_ssim"], 3), f(rec["psnr"], 2),
@@ -411,14 +415,14 @@ def paper_table(summary: pd.DataFrame, models: Sequence[str], dataset: str, prov
                 tex_cells.append(MISSING_TEX if gap else "---")
             else:
                 md_cells.append(v + (mark if i < 2 else ""))
-                tex_cells.append(v + (r"$^{*}$" if mark and i < 2 else ""))
+                tex_cells.append(v + (r"$^\ddagger$" if mark and i < 2 else ""))
         name = rec["paper_model"] or "\u2014"
         md_rows.append([model, name, *md_cells, rec["source"]])
         tex_rows.append([latex_escape(model), latex_escape(name), *tex_cells,
                          latex_escape(rec["source"])])
-    notes = missing_notes(sel, True)
+    notes = missing_notes(sel, True, ("psnr", "ssim"))
     if any(not r["verified"] and r["paper_model"] for r in rows):
-        notes = ["* unverified published value (see the caption)."] + notes
+        notes = [f"{UNVERIFIED} unverified published value (see the caption)."] + notes
     caption = (f"Published vs reproduced on {dataset} at reference level {level} (ours; "
                f"differences = ours - published). {paper.provenance_note()} "
                + prov.sentence([dataset]))
