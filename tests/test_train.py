@@ -8,7 +8,7 @@ import torch
 from refsr.datasets import build_to
 from refsr.datasets.lr import write_lr
 from refsr.models import build_model, load_checkpoint, save_checkpoint
-from refsr.train import Trainer, TrainConfig
+from refsr.train import TrainConfig, Trainer
 from refsr.train_data import TrainingSet, batch_indices, build_correspondence_cache
 
 ARCH = {"n_blocks": 1, "n_feats": 8, "n_blocks_transfer": [1, 1, 1]}
