@@ -14,6 +14,7 @@ ends with the same weights as an uninterrupted one (on CPU).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -30,7 +31,14 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .errors import RefsrError
 from .losses import GeneratorLoss, LossConfig, discriminator_loss
-from .models import MODEL_KINDS, Discriminator, build_model, load_checkpoint, save_checkpoint
+from .models import (
+    MODEL_KINDS,
+    Discriminator,
+    build_model,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from .swap import SWAP_SCALES, swap
 from .train_data import TrainingSet, batch_indices, collate
 
@@ -90,6 +98,18 @@ def swapped_maps(batch: dict, ref_feats: dict, device) -> tuple[dict, torch.Tens
     return {k: torch.cat(v) for k, v in maps.items()}, torch.cat(s_star)
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Initialise weights from ``seed`` without touching (or depending on) the global RNG.
+
+    Other code that draws from the global RNG in between (building a VGG the first time,
+    say) must not change a model's initial weights.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def _initialise(model, name: str, init_ckpt: str | None) -> None:
     if name not in INIT_FROM:
         return
@@ -100,10 +120,7 @@ def _initialise(model, name: str, init_ckpt: str | None) -> None:
     if mode == "content_extractor":
         model.load_content_extractor(src.state_dict(), source=str(init_ckpt))
     else:
-        try:
-            model.load_state_dict(src.state_dict())
-        except RuntimeError as err:
-            raise RefsrError(init_ckpt, f"does not fit {name}: {str(err).splitlines()[0]}") from None
+        load_weights(model, src.state_dict(), where=str(init_ckpt))
     log.info("%s initialised from %s (%s)", name, init_ckpt, mode)
 
 
@@ -116,8 +133,8 @@ class Trainer:
         self.device = _device(cfg.device)
         self.refsr = MODEL_KINDS.get(cfg.model) == "refsr"
         self.loss_cfg = cfg.loss_config
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, cfg.arch, where="arch").to(self.device)
+        with _seeded(cfg.seed):
+            self.model = build_model(cfg.model, cfg.arch, where="arch").to(self.device)
         _initialise(self.model, cfg.model, init_ckpt)
         layers = set(self.loss_cfg.vgg_layers()) | (set(SWAP_SCALES) if self.refsr else set())
         self.vgg = None
@@ -127,7 +144,8 @@ class Trainer:
             self.vgg = load_vgg19(layers=tuple(sorted(layers)), weights=vgg_weights, device=self.device)
         self.disc = self.disc_opt = None
         if self.loss_cfg.adversarial > 0:
-            self.disc = Discriminator(**cfg.disc).to(self.device)
+            with _seeded(cfg.seed + 1):
+                self.disc = Discriminator(**cfg.disc).to(self.device)
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.loss = GeneratorLoss(self.loss_cfg, vgg=self.vgg, disc=self.disc)
