@@ -163,6 +163,7 @@ def test_paper_table_only_on_request_with_published_values(tmp_path):
     assert df.loc["srntt", "delta_ssim"] == pytest.approx(0.26 - pub.ssim)
     md = out["paper_md"].read_text()
     assert "UNVERIFIED" in md and "SRNTT CVPR 2019, Table 1" in md
+    assert "only 3 of the 126 CUFED5 test groups" in md
     assert protocol_from_config(CONFIG).describe() in md
     assert r"\toprule" in out["paper_tex"].read_text()
     assert not any(p.name.startswith("paper") for p in outputs(tmp_path).values())

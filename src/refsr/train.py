@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -40,6 +39,7 @@ from .models import (
     save_checkpoint,
 )
 from .swap import SWAP_SCALES, swap
+from .train_config import TrainConfig
 from .train_data import TrainingSet, batch_indices, collate
 
 log = logging.getLogger(__name__)
@@ -47,34 +47,6 @@ log = logging.getLogger(__name__)
 #: Which trained model each model starts from, and how.
 INIT_FROM = {"srgan": ("srresnet", "full"), "srntt_l2": ("srresnet", "content_extractor"),
              "srntt": ("srntt_l2", "full")}
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a training run (its fingerprint decides resumption)."""
-
-    model: str
-    arch: dict
-    loss: dict
-    iterations: int
-    batch_size: int = 8
-    lr: float = 1e-4
-    seed: int = 0
-    disc: dict = field(default_factory=dict)
-    checkpoint_every: int = 100
-    log_every: int = 10
-    max_mb: float = 256
-    device: str = "cpu"
-
-    def fingerprint(self) -> str:
-        keys = asdict(self)
-        for volatile in ("checkpoint_every", "log_every", "device"):
-            keys.pop(volatile)
-        return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
-
-    @property
-    def loss_config(self) -> LossConfig:
-        return LossConfig.from_dict(self.loss, model=self.model, where="loss")
 
 
 def _device(name: str) -> torch.device:
@@ -132,7 +104,7 @@ class Trainer:
         self.cfg, self.data, self.state_path = cfg, data, Path(state_path)
         self.device = _device(cfg.device)
         self.refsr = MODEL_KINDS.get(cfg.model) == "refsr"
-        self.loss_cfg = cfg.loss_config
+        self.loss_cfg = LossConfig.from_dict(cfg.loss, model=cfg.model, where="loss")
         with _seeded(cfg.seed):
             self.model = build_model(cfg.model, cfg.arch, where="arch").to(self.device)
         _initialise(self.model, cfg.model, init_ckpt)
@@ -270,28 +242,15 @@ def write_log_csv(path: str | os.PathLike, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def config_for(model: str, config: dict) -> TrainConfig:
-    """The :class:`TrainConfig` of ``model`` from the (validated) pipeline config."""
-    t = config["train"]
-    arch = dict(config["arch"])
-    if MODEL_KINDS[model] == "sisr":
-        arch.pop("n_blocks_transfer", None)
-    return TrainConfig(model=model, arch=arch, loss=dict(config["loss"]),
-                       iterations=int(t["iterations"][model]), batch_size=int(t["batch_size"]),
-                       lr=float(t["lr"]), seed=int(config["seed"]), disc=dict(config["discriminator"]),
-                       checkpoint_every=int(t["checkpoint_every"]), log_every=int(t["log_every"]),
-                       max_mb=float(config["matching"]["max_mb"]), device=config["device"])
-
-
-def run_training(model: str, config: dict, manifest: str, lr_dir: str, corr_dir: str | None,
-                 init_ckpt: str | None, state_path: str, checkpoint: str, log_csv: str):
+def run_training(cfg: TrainConfig, manifest: str, lr_dir: str, corr_dir: str | None,
+                 init_ckpt: str | None, state_path: str, checkpoint: str, log_csv: str,
+                 scale: int = 4, vgg_weights: str | None = None):
     """The train_{model} stage: train (resuming if possible) and write checkpoint + log CSV."""
     from .datasets import read_manifest
 
-    cfg = config_for(model, config)
-    ds = read_manifest(manifest, config["train_dataset"])
-    data = TrainingSet(ds, Path(lr_dir), Path(corr_dir) if corr_dir else None, scale=config["scale"])
-    trainer = Trainer(cfg, data, state_path, init_ckpt=init_ckpt, vgg_weights=config["vgg19_weights"])
+    ds = read_manifest(manifest)
+    data = TrainingSet(ds, Path(lr_dir), Path(corr_dir) if corr_dir else None, scale=scale)
+    trainer = Trainer(cfg, data, state_path, init_ckpt=init_ckpt, vgg_weights=vgg_weights)
     t0 = time.perf_counter()
     trainer.run()
     provenance = {"train_dataset": ds.name, "train_seconds": time.perf_counter() - t0}

@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from refsr.config import check_config, check_references
 from refsr.errors import RefsrError
+from refsr.train_config import train_params
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
@@ -110,6 +111,11 @@ EVAL_DATASETS = list(config["eval_datasets"])
 PAPER_DATASET = next(
     (ds for ds in EVAL_DATASETS if config["datasets"][ds]["kind"] == "cufed5"), None
 )
+
+
+def config_subset(*keys):
+    """Only the config keys a job uses, as params (other keys changing do not re-run it)."""
+    return {key: config[key] for key in keys}
 
 
 def eval_csvs(datasets=None, models=None):

@@ -17,7 +17,7 @@ rule evaluate:
         ),
         json="results/eval/{dataset}/{model}.json",
     params:
-        config=config,
+        config=config_subset("scale", "resize", "device", "evaluation"),
         protocol=PROTOCOL_TEXT,
     log:
         "results/logs/evaluate/{dataset}/{model}.log",
@@ -41,7 +41,7 @@ rule tables:
     output:
         **reported_tables(),
     params:
-        config=config,
+        config=config,  # all of it: the captions carry its hash
         models=MODELS,
         datasets=EVAL_DATASETS,
         paper_dataset=PAPER_DATASET,
@@ -73,7 +73,9 @@ rule figures:
     output:
         **reported_figures(),
     params:
-        config=config,
+        config=config_subset(
+            "scale", "resize", "vgg19_weights", "matching", "evaluation"
+        ),
         models=MODELS,
         sr_root="results/sr/{dataset}",
         protocol=PROTOCOL_TEXT,

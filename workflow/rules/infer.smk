@@ -7,7 +7,7 @@ rule infer:
     output:
         directory("results/sr/{dataset}/{model}"),
     params:
-        config=config,
+        config=config_subset("scale", "resize", "device", "vgg19_weights", "matching", "inference"),
     log:
         "results/logs/infer/{dataset}/{model}.log",
     benchmark:

@@ -38,8 +38,9 @@ rule train_srresnet:
             category="Training",
         ),
     params:
-        model="srresnet",
-        config=config,
+        train=train_params("srresnet", config),
+        scale=config["scale"],
+        vgg19_weights=config["vgg19_weights"],
         state="results/checkpoints/srresnet/state.pt",
     log:
         "results/logs/train/srresnet.log",
@@ -63,8 +64,9 @@ use rule train_srresnet as train_srgan with:
         checkpoint="results/models/srgan/checkpoint.pt",
         log_csv="results/models/srgan/train_log.csv",
     params:
-        model="srgan",
-        config=config,
+        train=train_params("srgan", config),
+        scale=config["scale"],
+        vgg19_weights=config["vgg19_weights"],
         state="results/checkpoints/srgan/state.pt",
     log:
         "results/logs/train/srgan.log",
@@ -79,8 +81,9 @@ use rule train_srresnet as train_srntt_l2 with:
         checkpoint="results/models/srntt_l2/checkpoint.pt",
         log_csv="results/models/srntt_l2/train_log.csv",
     params:
-        model="srntt_l2",
-        config=config,
+        train=train_params("srntt_l2", config),
+        scale=config["scale"],
+        vgg19_weights=config["vgg19_weights"],
         state="results/checkpoints/srntt_l2/state.pt",
     log:
         "results/logs/train/srntt_l2.log",
@@ -95,8 +98,9 @@ use rule train_srresnet as train_srntt with:
         checkpoint="results/models/srntt/checkpoint.pt",
         log_csv="results/models/srntt/train_log.csv",
     params:
-        model="srntt",
-        config=config,
+        train=train_params("srntt", config),
+        scale=config["scale"],
+        vgg19_weights=config["vgg19_weights"],
         state="results/checkpoints/srntt/state.pt",
     log:
         "results/logs/train/srntt.log",

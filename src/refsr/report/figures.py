@@ -88,23 +88,24 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
         for i, model in enumerate(models):
             rows = summary[summary["model"] == model].set_index("level")
             c = colours[i % len(colours)]
-            xs, ys, miss = [], [], []
+            vals, miss = {}, []
             for lv in pos:
                 if lv not in rows.index:
                     continue
                 row = rows.loc[lv]
                 if cell_status(row, metric, lpips_available) == "ok" and math.isfinite(row[metric]):
-                    xs.append(pos[lv])
-                    ys.append(row[metric])
+                    vals[lv] = row[metric]
                 else:
                     miss.append(pos[lv])
-            main = [(x, y) for x, y in zip(xs, ys, strict=True) if x <= len(LEVELS)]
-            extra = [(x, y) for x, y in zip(xs, ys, strict=True) if x > len(LEVELS)]
-            if main:
-                ax.plot(*zip(*main, strict=True), "-o", color=c, ms=4, label=PRETTY.get(model, model))
+            # L1..L5 joined (a missing level breaks the line); LR and HR as separate points
+            main = [(pos[lv], vals.get(lv, math.nan)) for lv in pos if lv in LEVELS]
+            extra = [(pos[lv], vals[lv]) for lv in pos if lv not in LEVELS and lv in vals]
+            label = PRETTY.get(model, model)
+            if any(math.isfinite(y) for _, y in main):
+                ax.plot(*zip(*main, strict=True), "-o", color=c, ms=4, label=label)
+                label = None
             if extra:
-                ax.plot(*zip(*extra, strict=True), "s", color=c, ms=5,
-                        label=None if main else PRETTY.get(model, model))
+                ax.plot(*zip(*extra, strict=True), "s", color=c, ms=5, label=label)
             if miss:
                 any_missing = True
                 ax.plot(miss, [0.02] * len(miss), "x", color="0.5", ms=6,

@@ -27,6 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Test groups of CUFED5 (each: one HR image and references at five similarity levels).
+CUFED5_GROUPS = 126
+
 SRNTT_PAPER = "Zhang, Wang, Lin, Qi: Image Super-Resolution by Neural Texture Transfer, CVPR 2019"
 
 

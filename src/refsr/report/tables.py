@@ -423,8 +423,11 @@ def paper_table(summary: pd.DataFrame, models: Sequence[str], dataset: str, prov
     notes = missing_notes(sel, True, ("psnr", "ssim"))
     if any(not r["verified"] and r["paper_model"] for r in rows):
         notes = [f"{UNVERIFIED} unverified published value (see the caption)."] + notes
+    n = prov.datasets.get(dataset)
+    subset = (f" NOTE: only {n} of the {paper.CUFED5_GROUPS} CUFED5 test groups were evaluated, "
+              "so the comparison is indicative only." if n != paper.CUFED5_GROUPS else "")
     caption = (f"Published vs reproduced on {dataset} at reference level {level} (ours; "
-               f"differences = ours - published). {paper.provenance_note()} "
+               f"differences = ours - published).{subset} {paper.provenance_note()} "
                + prov.sentence([dataset]))
     header = ["Model", "Paper row", "Paper PSNR", "Paper SSIM", "Ours PSNR", "Ours SSIM",
               "\u0394PSNR", "\u0394SSIM", "Source"]
