@@ -99,6 +99,17 @@ def test_whole_pipeline_on_smoke_config(tmp_path, vgg_weights):
             assert (wd / f"results/sr/embedded/{model}/chelsea/{level}.png").is_file()
     corr = sorted((wd / "results/correspondence/embedded").glob("*.npz"))
     assert len(corr) == 8
+    ev = pd.read_csv(wd / "results/eval/embedded/srntt.csv")
+    assert list(ev.columns) == ["image", "level", "psnr", "ssim", "lpips"]
+    assert len(ev) == 3 * 7 and ev["psnr"].notna().all()
+    for name in ("main", "per_level"):
+        for ext in ("csv", "md", "tex"):
+            assert (wd / f"results/tables/{name}.{ext}").is_file()
+    for fig in ("tiers", "metric_vs_level", "comparison", "correspondence"):
+        assert (wd / f"results/figures/{fig}_embedded.png").stat().st_size > 0
+    snakemake("--report", "results/report.html", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+              "--configfile", str(wd / "configs/smoke.yaml"))
+    assert (wd / "results/report.html").stat().st_size > 10000
     # a second run has nothing to do
     proc = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
                      "--configfile", str(wd / "configs/smoke.yaml"))

@@ -6,7 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import RefsrError
-from .layout import EVAL_LEVELS, LEVELS, Dataset, TestGroup, TrainPair, read_manifest, write_manifest
+from .layout import (
+    EVAL_LEVELS,
+    LEVELS,
+    Dataset,
+    TestGroup,
+    TrainPair,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = [
     "EVAL_LEVELS", "LEVELS", "Dataset", "TestGroup", "TrainPair", "build", "read_manifest",

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..errors import RefsrError
@@ -158,26 +157,6 @@ def _relname(path: Path, root: Path) -> str:
         return str(Path(os.path.abspath(str(path))).relative_to(root))
     except ValueError:
         return str(path)
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _LogWriter:
-    """A file-like object that sends tqdm's progress lines to the logger (rule logs)."""
-
-    def write(self, text: str) -> None:
-        text = text.strip("\r\n ")
-        if text:
-            log.info(text)
-
-    def flush(self) -> None:
-        pass
-
-
-def progress(items: Sequence, desc: str):
-    """Iterate ``items`` with a progress line in the log every few seconds."""
-    return tqdm(items, desc=desc, mininterval=5, file=_LogWriter())
 
 
 # --------------------------------------------------------------------------- images

@@ -27,6 +27,7 @@ import logging
 from pathlib import Path
 
 from ..errors import RefsrError
+from ..progress import progress
 from .common import (
     Problems,
     cfg_count,
@@ -35,7 +36,6 @@ from .common import (
     inspect_images,
     min_side,
     normalise_image,
-    progress,
 )
 from .layout import LEVELS, Dataset, TestGroup
 
@@ -66,14 +66,14 @@ def build_cufed5(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset
         raise RefsrError(test_dir, f"no CUFED5 files found: expected 000_0.png .. {last}_5.png "
                                    "(_0 the HR image, _1.._5 its references L1..L5)")
     problems = Problems()
-    infos = inspect_images(progress(flat, f"check {name}"), min_side(scale), problems)
+    infos = inspect_images(progress(flat, f"check {name}", logger=log), min_side(scale), problems)
     pairs = collect_train_pairs(train_dir, problems, max_pairs) if train_dir else []
     problems.raise_if_any()
 
     # 2. write
     ds = Dataset(name=name, root=out_dir)
     cropped = 0
-    for group, (hr_src, *ref_srcs) in progress(list(files.items()), f"write {name}"):
+    for group, (hr_src, *ref_srcs) in progress(list(files.items()), f"write {name}", logger=log):
         gdir = out_dir / "images" / "test" / group
         hr = gdir / "HR.png"
         shape = normalise_image(hr_src, hr, crop_to=scale, info=infos[hr_src])

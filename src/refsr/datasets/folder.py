@@ -38,6 +38,7 @@ import os
 from pathlib import Path
 
 from ..errors import RefsrError
+from ..progress import progress
 from .common import (
     IMAGE_EXTENSIONS,
     Problems,
@@ -50,7 +51,6 @@ from .common import (
     list_images,
     min_side,
     normalise_image,
-    progress,
 )
 from .layout import Dataset, TestGroup
 
@@ -183,13 +183,13 @@ def build_folder(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset
     else:
         refs = refs_from_csv(cfg_file(cfg, name, "pairs_csv"), hr_dir, all_hrs, hrs, problems)
     images = list(dict.fromkeys([*hrs, *(p for r in refs.values() for p in r.values())]))
-    infos = inspect_images(progress(images, f"check {name}"), min_side(scale), problems)
+    infos = inspect_images(progress(images, f"check {name}", logger=log), min_side(scale), problems)
     pairs = collect_train_pairs(train_dir, problems, max_pairs) if train_dir else []
     problems.raise_if_any()
 
     # 2. write
     ds = Dataset(name=name, root=out_dir)
-    for hr_src in progress(hrs, f"write {name}"):
+    for hr_src in progress(hrs, f"write {name}", logger=log):
         gdir = out_dir / "images" / "test" / hr_src.stem
         hr = gdir / "HR.png"
         normalise_image(hr_src, hr, crop_to=scale, info=infos[hr_src])
