@@ -11,7 +11,9 @@ def main(smk):
     resolver = SuperResolver(smk.input.get("checkpoint"), model=smk.wildcards.model,
                              vgg_weights=cfg["vgg19_weights"], device=cfg["device"],
                              max_mb=cfg["matching"]["max_mb"], tile=cfg["inference"]["tile"],
-                             pad=cfg["inference"]["pad"], scale=cfg["scale"], resize=cfg["resize"])
+                             pad=cfg["inference"]["pad"], scale=cfg["scale"], resize=cfg["resize"],
+                             match_mode=cfg["matching"].get("mode", "exact"),
+                             approx=cfg["matching"].get("approximate"))
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output[0])
 
 

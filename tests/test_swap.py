@@ -118,8 +118,8 @@ def test_streaming_equals_naive_many_chunks():
     refs = [torch.randn(8, 9, 12, dtype=torch.float64, generator=g),
             torch.randn(8, 6, 5, dtype=torch.float64, generator=g)]
     max_mb = 0.01
-    nc, nr = S.chunk_size(13 * 11, 8 * 9, max_mb, 9, 8)
-    assert nc < 13 * 11 and nr < 7 * 10  # many chunks both ways
+    rc, rr = S.band_rows(13, 11, 9, 12, 3, max_mb, 8)
+    assert rc < 13 and rr < 7  # many blocks both ways
     corr = S.match(content, refs, max_mb=max_mb)
     index, score, cosine = naive_match(content, refs)
     assert torch.equal(corr.index, index)
@@ -184,6 +184,40 @@ def test_swap_matches_naive_paste():
         torch.testing.assert_close(out[layer][0], expected)
 
 
+@pytest.mark.parametrize("max_mb", [0.001, 256])  # banded and single-call stitching
+def test_swap_batch_equals_per_sample(max_mb):
+    g = torch.Generator().manual_seed(5)
+    B, (H, W), (h3, w3) = 3, (6, 7), (5, 8)
+    corrs = [S.Correspondence(torch.randint(0, 3 * 6, (H, W), generator=g), torch.rand(H, W, generator=g),
+                              ((h3, w3),)) for _ in range(B)]
+    feats = {layer: torch.randn(B, 4, h3 * s + 1, w3 * s + 2, generator=g) for layer, s in S.SWAP_SCALES.items()}
+    out = S.swap_batch(corrs, feats, out_hw=(4 * H + 2, 4 * W + 3), max_mb=max_mb)
+    for b, corr in enumerate(corrs):
+        one = S.swap(corr, [{k: v[b] for k, v in feats.items()}], out_hw=(4 * H + 2, 4 * W + 3))
+        for layer, s in S.SWAP_SCALES.items():
+            assert out[layer].shape == (B, 4, (4 * H + 2) * s // 4, (4 * W + 3) * s // 4)
+            torch.testing.assert_close(out[layer][b], one[layer][0])
+            expected = naive_swap(corr, [feats[layer][b]], s)
+            torch.testing.assert_close(one[layer][0, :, :H * s, :W * s], expected)
+    with pytest.raises(ValueError, match="same shapes"):
+        S.swap_batch([corrs[0], S.Correspondence(corrs[1].index, corrs[1].score, ((h3, w3 + 1),))], feats)
+
+
+def test_channels_last_inputs_give_the_same_result():
+    g = torch.Generator().manual_seed(6)
+    content, ref = torch.randn(8, 9, 10, generator=g), torch.randn(8, 11, 12, generator=g)
+    cl = lambda t: t[None].contiguous(memory_format=torch.channels_last)[0]  # noqa: E731
+    a, b = S.match(content, [ref]), S.match(cl(content), [cl(ref)])
+    assert torch.equal(a.index, b.index)
+    torch.testing.assert_close(a.score, b.score)
+    feats = {layer: torch.randn(5, 11 * s, 12 * s, generator=g) for layer, s in S.SWAP_SCALES.items()}
+    m1 = S.swap(a, [feats])
+    m2 = S.swap(a, [{k: cl(v) for k, v in feats.items()}])
+    for layer in S.SWAP_SCALES:
+        torch.testing.assert_close(m1[layer], m2[layer])
+        assert m1[layer].reshape(-1).numel() == m1[layer].numel()
+
+
 def test_swap_shapes_and_identity(vgg, shifted_pair):
     hr, lr_up, ref = shifted_pair
     with torch.no_grad():
@@ -246,19 +280,58 @@ def test_chunk_size_respects_budget(n_content, max_mb):
 
 
 def test_match_blocks_respect_budget(monkeypatch):
-    """Record every score block :func:`match` allocates; each must fit in ``max_mb``."""
+    """Record every score block :func:`match` computes; each must fit in ``max_mb``."""
     seen = []
-    real = S._block_max
+    real = S._score_block
 
-    def spy(cp, rp):
-        seen.append((cp.shape[1], rp.shape[1], cp.shape[0]))
-        return real(cp, rp)
+    def spy(pix, ni, nj, shifts, scale, mask, out):
+        seen.append((pix.shape[0], pix.shape[1], ni, nj))
+        return real(pix, ni, nj, shifts, scale, mask, out)
 
-    monkeypatch.setattr(S, "_block_max", spy)
-    C, max_mb = 16, 0.2
+    monkeypatch.setattr(S, "_score_block", spy)
+    C, max_mb, (H, W), (Hr, Wr) = 16, 0.2, (20, 20), (24, 22)
     g = torch.Generator().manual_seed(4)
-    corr = S.match(torch.rand(C, 20, 20, generator=g), [torch.rand(C, 24, 22, generator=g)], max_mb=max_mb)
-    assert len(seen) > 4  # the budget forced chunking
-    assert all(S.block_bytes(nc, nr, d) <= max_mb * 2**20 for nc, nr, d in seen)
-    assert sum(nc * nr for nc, nr, _ in seen) == (20 * 20) * (22 * 20)  # every pair scored once
-    assert corr.index.shape == (20, 20)
+    corr = S.match(torch.rand(C, H, W, generator=g), [torch.rand(C, Hr, Wr, generator=g)], max_mb=max_mb)
+    assert len(seen) > 4  # the budget forced blocking
+    assert all(4 * (na * nb + ni * nj) <= max_mb * 2**20 for na, nb, ni, nj in seen)
+    rc, rr = S.band_rows(H, W, Hr, Wr, 3, max_mb)
+    assert S.band_bytes(rc, rr, W, Wr) <= max_mb * 2**20
+    pw, gw = W + 2, Wr - 2
+    pairs = sum(((ni - W) // pw + 1) * W * ((nj - gw) // Wr + 1) * gw for _, _, ni, nj in seen)
+    assert pairs == (H * W) * (Hr - 2) * gw  # every pair scored once
+    assert corr.index.shape == (H, W)
+
+
+@pytest.mark.parametrize("size", [(1, 1, 3, 3), (5, 300, 4, 7), (300, 2, 40, 400), (125, 83, 125, 83)])
+@pytest.mark.parametrize("max_mb", [0.01, 1, 256])
+def test_band_rows_respect_budget(size, max_mb):
+    H, W, Hr, Wr = size
+    rc, rr = S.band_rows(H, W, Hr, Wr, 3, max_mb)
+    assert 1 <= rc <= H and 1 <= rr <= Hr - 2
+    if (rc, rr) != (1, 1):
+        assert S.band_bytes(rc, rr, W, Wr) <= max_mb * 2**20
+
+
+# ----------------------------------------------------------------------------- training cache
+
+
+def test_batched_cache_equals_per_pair_correspond(tmp_path, vgg):
+    from refsr.datasets import build_to
+    from refsr.datasets.lr import lr_path, write_lr
+    from refsr.imageio import read_image
+    from refsr.resize import down_up
+    from refsr.train_data import build_correspondence_cache, correspondence_path
+
+    cfg = dict(kind="embedded", test_photos=["astronaut"], train_photos=["brick", "retina"],
+               hr_size=48, train_size=48, train_pairs=5, seed=0)
+    ds = build_to("tiny", cfg, tmp_path / "tiny", 4)
+    write_lr(ds, tmp_path / "tiny" / "lr")
+    build_correspondence_cache(ds, tmp_path / "tiny" / "lr", tmp_path / "corr", vgg, batch_size=3)
+    for pair in ds.train:
+        lr = read_image(lr_path(tmp_path / "tiny" / "lr", "train", pair.name))
+        ref = read_image(pair.ref)
+        one = S.correspond(to_tensor(upscale(lr, 4)), [to_tensor(ref)], vgg,
+                           refs_down_up=[to_tensor(down_up(ref, 4))])
+        cached = S.load_correspondence(correspondence_path(tmp_path / "corr", pair.name))
+        assert (cached.index == one.index).float().mean() >= 0.99  # batched VGG: fp-level differences only
+        torch.testing.assert_close(cached.score, one.score, rtol=2e-3, atol=2e-3)

@@ -1,4 +1,4 @@
-"""The ``refsr`` command line: degrade, sr, score, bench.
+"""The ``refsr`` command line: degrade, sr, score, bench, download-weights.
 
 Every command exits non-zero with one line ``refsr: error: <file or option>: <problem>``
 on bad input, and writes its output atomically (nothing partial is left behind).
@@ -32,7 +32,7 @@ def _cmd_sr(args) -> None:
     for path, ref in zip(args.ref or [], refs, strict=True):
         check_min_size(ref, 12, path, "reference")
     resolver = SuperResolver(args.checkpoint, model=args.model, device=args.device, max_mb=args.max_mb,
-                             tile=args.tile, pad=args.pad, resize=args.resize)
+                             tile=args.tile, pad=args.pad, resize=args.resize, match_mode=args.match_mode)
     if refs and not resolver.uses_reference:
         print(f"refsr: note: {resolver.name} is a single-image model; --ref ignored", file=sys.stderr)
     write_image(args.out, resolver(lr, refs))
@@ -45,7 +45,6 @@ def _json_number(x: float):
 def _cmd_score(args) -> None:
     from .imageio import read_image
     from .metrics import LPIPSMetric, score_pair
-
     from .resize import modcrop
 
     sr, hr = read_image(args.sr), modcrop(read_image(args.hr), args.scale)  # protocol: HR mod-cropped
@@ -59,10 +58,24 @@ def _cmd_score(args) -> None:
 
 
 def _cmd_bench(args) -> None:
-    from .bench import bench_swap, parse_size
+    from .bench import bench_all, bench_swap, parse_size
 
+    if args.what == "all":
+        bench_all(args.out, markdown=None if args.no_markdown else args.markdown, quick=args.quick,
+                  log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        return
     w, h = parse_size(args.hr_size)
-    print(json.dumps(bench_swap(w, h, max_mb=args.max_mb, repeats=args.repeats)))
+    if args.repeats < 1:
+        raise RefsrError("--repeats", f"must be at least 1, got {args.repeats}")
+    print(json.dumps(bench_swap(w, h, max_mb=args.max_mb, repeats=args.repeats, mode=args.mode,
+                                compare=args.compare, memory=not args.no_memory)))
+
+
+def _cmd_download_weights(args) -> None:
+    from .weights import download
+
+    paths = download(args.only or None, progress=not args.quiet)
+    print(json.dumps({name: str(path) for name, path in paths.items()}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--device", default="cpu")
     s.add_argument("--max-mb", type=float, default=256, help="memory budget of the patch matching")
+    s.add_argument("--match-mode", choices=["exact", "approximate"], default="exact",
+                   help="SRNTT patch matching: exact, or approximate (about 10x faster, >= 99%% of exact S*)")
     s.add_argument("--tile", type=int, default=128, help="LR tile side for the network (0 = whole image)")
     s.add_argument("--pad", type=int, default=16, help="LR context pixels around each tile")
     s.add_argument("--resize", choices=["matlab", "pil"], default="matlab")
@@ -105,7 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--hr-size", default="500x332")
     bs.add_argument("--max-mb", type=float, default=256)
     bs.add_argument("--repeats", type=int, default=3)
+    bs.add_argument("--mode", choices=["exact", "approximate"], default="exact", help="matching mode timed")
+    bs.add_argument("--compare", action="store_true",
+                    help="also time the other mode and the naive full-matrix reference (where it fits) "
+                         "side by side, with the fp32 GEMM throughput")
+    bs.add_argument("--no-memory", action="store_true",
+                    help="skip the peak-memory measurement (a fresh subprocess per method)")
     bs.set_defaults(func=_cmd_bench)
+    ba = bsub.add_parser("all", help="the benchmark suite: results/bench/*.json and the BENCHMARKS.md table")
+    ba.add_argument("--out", default="results/bench", help="folder for the JSON results")
+    ba.add_argument("--markdown", default="BENCHMARKS.md", help="file whose generated table is replaced")
+    ba.add_argument("--no-markdown", action="store_true", help="write only the JSON results")
+    ba.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke test)")
+    ba.set_defaults(func=_cmd_bench)
+
+    w = sub.add_parser("download-weights", help="fetch the ImageNet weights the pipeline uses into the "
+                                                "torch hub cache (for offline compute nodes); one JSON line")
+    w.add_argument("--only", action="append", choices=["vgg19", "lpips_alex"],
+                   help="fetch only this one (repeat for several); default: all")
+    w.add_argument("--quiet", action="store_true", help="no download progress bar")
+    w.set_defaults(func=_cmd_download_weights)
     return p
 
 

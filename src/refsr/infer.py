@@ -36,8 +36,11 @@ class SuperResolver:
 
     def __init__(self, checkpoint: str | None, model: str | None = None, vgg_weights: str | None = None,
                  device: str = "cpu", max_mb: float = 256, tile: int = 128, pad: int = 16,
-                 scale: int = 4, resize: str = "matlab"):
+                 scale: int = 4, resize: str = "matlab", match_mode: str = "exact", approx: dict | None = None):
         self.scale, self.resize, self.max_mb, self.tile, self.pad = scale, resize, max_mb, tile, pad
+        if match_mode not in ("exact", "approximate"):
+            raise RefsrError("matching mode", f"must be exact or approximate, got {match_mode!r}")
+        self.match_mode, self.approx = match_mode, approx  # SRNTT's patch matching (refsr.swap.match)
         self.device = torch.device(device)
         self.net = self.vgg = None
         if model == BICUBIC or (model is None and checkpoint in (None, BICUBIC)):
@@ -75,7 +78,8 @@ class SuperResolver:
         lr_up = to_tensor(upscale(lr, self.scale, self.resize), self.device)
         refs_t = [to_tensor(r, self.device) for r in refs]
         refs_du = [to_tensor(down_up(r, self.scale, self.resize), self.device) for r in refs]
-        _, maps = transfer(lr_up, refs_t, self.vgg, max_mb=self.max_mb, refs_down_up=refs_du)
+        _, maps = transfer(lr_up, refs_t, self.vgg, max_mb=self.max_mb, refs_down_up=refs_du,
+                           mode=self.match_mode, approx=self.approx)
         return from_tensor(self._tiled(lr_t, maps))
 
     def _run(self, lr: torch.Tensor, maps: dict) -> torch.Tensor:

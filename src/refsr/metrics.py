@@ -244,7 +244,7 @@ _ALEX_SLICES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 
 _ALEX_CONVS = (0, 3, 6, 8, 10)
 _FIX_HINT = (
     f"set {LPIPS_WEIGHTS_ENV} to a local torchvision alexnet state dict, or run "
-    "`refsr download-weights` on a machine with internet"
+    "`snakemake download_weights` (or `refsr download-weights`) on a machine with internet"
 )
 
 

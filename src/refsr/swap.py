@@ -20,12 +20,15 @@ Conventions (all feature maps are ``C x H x W`` or ``1 x C x H x W``):
   is ``((y - p//2)*s, (x - p//2)*s)``; parts falling outside the output are dropped, and
   every output pixel is the mean of the patches covering it (border pixels have fewer).
 
-Memory: the ``N_content x N_ref`` score matrix is never built. :func:`chunk_size` picks
-content and candidate chunk sizes whose patch matrices and score block fit in ``max_mb``;
-:func:`match` keeps a running max/argmax over the chunks. Swapping folds bands of content
-rows whose gathered patches fit in ``max_mb``. Outside the budget are only tensors of the
-inputs' or outputs' own size (the zero-padded content copy, the ``H x W`` running state,
-the swapped maps and their overlap counts).
+Speed and memory: the ``N_content x N_ref`` score matrix is never built, nor any patch
+vector. :func:`match` multiplies *pixel* rows (C-deep, 1/p² of the patch-level FLOPs) in
+blocks of about :data:`BLOCK_SIDE` positions a side (:func:`band_rows`, shrunk to fit
+``max_mb``) and sums p² shifted slices of each block into exact patch scores, keeping a
+running max/argmax. :func:`swap` stitches with one ``F.embedding_bag`` per layer over the
+channels-last reference map (no fold, no Python loop). Outside the budget are only tensors
+of the inputs' or outputs' own size (the zero-padded content copy, a channels-last copy of
+a reference that is not channels-last already, the ``H x W`` running state, the swapped
+maps). ``mode="approximate"`` (:mod:`refsr.approx`) trades exactness for speed.
 """
 
 from __future__ import annotations
@@ -121,28 +124,47 @@ def _as_chw(t: Tensor, what: str) -> Tensor:
     return t
 
 
+def _rows(t: Tensor) -> Tensor:
+    """``C x H x W`` as contiguous pixel rows ``(H*W) x C``: a view of a channels-last map, else one copy."""
+    return t.permute(1, 2, 0).reshape(-1, t.shape[0]).contiguous()
+
+
+def _padded_rows(content: Tensor, r: int) -> Tensor:
+    """The content zero-padded by ``r`` as pixel rows ``((H+2r)*(W+2r)) x C`` (one copy)."""
+    C, H, W = content.shape
+    out = content.new_zeros(H + 2 * r, W + 2 * r, C)
+    out[r:r + H, r:r + W] = content.permute(1, 2, 0)
+    return out.view(-1, C)
+
+
+def _box_sum(x: Tensor, p: int) -> Tensor:
+    """Sums over the valid ``p x p`` windows of an ``H x W`` map."""
+    if p == 1:
+        return x
+    return F.avg_pool2d(x[None, None], p, stride=1, divisor_override=1)[0, 0]
+
+
+def _patch_norms(rows: Tensor, h: int, w: int, p: int) -> Tensor:
+    """L2 norm of every valid ``p x p`` patch of a map given as pixel rows: ``(h-p+1) x (w-p+1)``."""
+    return _box_sum(torch.linalg.vector_norm(rows, dim=1).square_().view(h, w), p).clamp_min(0).sqrt()
+
+
 def _kernel_offsets(width: int, k: int, device: torch.device) -> Tensor:
     """Flat offsets ``dy * width + dx`` of a ``k x k`` patch, in F.unfold order (row-major)."""
     d = torch.arange(k, device=device)
     return (d[:, None] * width + d[None, :]).reshape(-1)
 
 
-def _gather(flat: Tensor, idx: Tensor) -> Tensor:
-    """Patches ``(C * k*k) x n`` from ``flat`` (``C x HW``) at index grid ``idx`` (``k*k x n``).
-
-    The layout (channel-major, then kernel position) is F.unfold's, so it feeds F.fold.
-    """
-    return flat[:, idx].reshape(-1, idx.shape[1])
-
-
 def chunk_size(n_content: int, patch_dim: int, max_mb: float = 256,
                patch_area: int = 9, itemsize: int = 4) -> tuple[int, int]:
-    """``(content_chunk, ref_chunk)`` so that one block of :func:`match` fits in ``max_mb``.
+    """``(content_chunk, ref_chunk)`` so that a block of explicit patch vectors fits in ``max_mb``.
 
     One block holds the content patches ``nc x patch_dim``, the candidate patches
     ``nr x patch_dim``, the score block ``nc x nr``, their gather indices and norms and the
     block max/argmax; :func:`block_bytes` is that total. Content positions take at most half
-    the budget; the rest sizes the candidate chunk. Never below 1 x 1.
+    the budget; the rest sizes the candidate chunk. Never below 1 x 1. (Used by the
+    approximate mode's re-scoring and by the naive benchmark reference; :func:`match` itself
+    never builds patch vectors, see :func:`band_rows`.)
     """
     budget = max(0, int(max_mb * 2**20))
     per_c, per_r = _per_content(patch_dim, patch_area, itemsize), _per_ref(patch_dim, patch_area, itemsize)
@@ -162,18 +184,56 @@ def _per_ref(patch_dim: int, patch_area: int, itemsize: int) -> int:
 
 
 def block_bytes(nc: int, nr: int, patch_dim: int, patch_area: int = 9, itemsize: int = 4) -> int:
-    """Peak extra bytes of one matching block of ``nc`` content x ``nr`` candidate patches."""
+    """Peak extra bytes of one block of ``nc`` content x ``nr`` candidate patch vectors."""
     return (nc * _per_content(patch_dim, patch_area, itemsize)
             + nr * _per_ref(patch_dim, patch_area, itemsize) + nc * nr * itemsize)
 
 
-def _block_max(content_patches: Tensor, ref_patches: Tensor) -> tuple[Tensor, Tensor]:
-    """Max and first argmax over candidates of ``content^T @ ref`` (``D x nc``, ``D x nr``)."""
-    scores = content_patches.T @ ref_patches  # nc x nr: the only score block alive
-    return scores.max(dim=1)
+# ----------------------------------------------------------------------------- exact matching
+#
+# With content pixel rows c(q) (zero-padded map, width pw = W + 2r) and reference pixel rows
+# ref(q) (width Wr), the score of content position i against candidate j is
+#     S(i, j) = sum_k <c(i + oc_k), ref(j + or_k)> / |patch j|,
+# k running over the p*p kernel offsets (oc_k = dy * pw + dx, or_k = dy * Wr + dx). So one
+# pixel-level product P = c^T ref (C-deep, 1/p^2 of the patch-level FLOPs) and p*p shifted
+# slice-adds of P give every patch score exactly. Content positions are indexed in the
+# padded width (i = y * pw + x, columns x >= W are discarded) and candidates in the
+# reference width (j = gy * Wr + gx, columns gx >= gw masked to -inf): then each shift is
+# a plain 2-D slice of P and no patch vector is ever built.
+
+#: Target rows/columns of one pixel-product block: big enough for an efficient GEMM, small
+#: enough for the block and its score slice to stay in the last-level cache.
+BLOCK_SIDE = 1536
 
 
-# ----------------------------------------------------------------------------- matching
+def band_bytes(rc: int, rr: int, W: int, Wr: int, patch: int = 3, itemsize: int = 4) -> int:
+    """Peak extra bytes of one :func:`match` block: ``rc`` content rows x ``rr`` candidate rows.
+
+    The pixel product ``nA x nB``, the score slice ``ni x nj``, the candidate scale/mask
+    vectors and the block max/argmax with their update temporaries.
+    """
+    r = patch // 2
+    pw = W + 2 * r
+    na, nb = (rc + patch - 1) * pw, (rr + patch - 1) * Wr
+    ni, nj = (rc - 1) * pw + W, (rr - 1) * Wr + Wr - patch + 1
+    return itemsize * (na * nb + ni * nj + 2 * nj) + ni * (3 * itemsize + 3 * 8 + 1)
+
+
+def band_rows(H: int, W: int, Hr: int, Wr: int, patch: int = 3, max_mb: float = 256,
+              itemsize: int = 4, side: int = BLOCK_SIDE) -> tuple[int, int]:
+    """``(content_rows, candidate_rows)`` per block of :func:`match`: about ``side`` positions
+    a side, shrunk until :func:`band_bytes` fits in ``max_mb``; never below 1 x 1."""
+    r = patch // 2
+    pw, gh = W + 2 * r, Hr - patch + 1
+    rc = max(1, min(H, side // pw))
+    rr = max(1, min(gh, side // Wr))
+    budget = max_mb * 2**20
+    while band_bytes(rc, rr, W, Wr, patch, itemsize) > budget and (rc > 1 or rr > 1):
+        if rc > 1 and (rc * pw >= rr * Wr or rr == 1):
+            rc = max(1, rc * 3 // 4)
+        else:
+            rr = max(1, rr * 3 // 4)
+    return rc, rr
 
 
 def _check_refs(content: Tensor, refs: list[Tensor], patch: int) -> list[Tensor]:
@@ -194,94 +254,201 @@ def _check_refs(content: Tensor, refs: list[Tensor], patch: int) -> list[Tensor]
     return out
 
 
-@torch.no_grad()
-def match(content: Tensor, refs: list[Tensor], patch: int = 3, max_mb: float = 256) -> Correspondence:
-    """SRNTT matching of every content position against all references' patches.
-
-    ``content``: ``C x H x W`` (φ(LR↑) at relu3_1); ``refs``: list of ``C x Hr x Wr``
-    (φ(Ref↓↑)), sizes free. Streams over chunks (see :func:`chunk_size`); deterministic.
-    No gradients flow (S* is a constant weight in SRNTT's texture loss).
-    """
+def _check_content(content: Tensor) -> Tensor:
     content = _as_chw(content, "content")
-    refs = _check_refs(content, refs, patch)
-    C, H, W = content.shape
-    if H < 1 or W < 1:
-        raise RefsrError("lr", f"content feature map is empty ({W}x{H})")
-    r, dev = patch // 2, content.device
-    padded = F.pad(content[None], (r, r, r, r))[0]  # zero padding, see module docstring
-    flat_c, pw = padded.reshape(C, -1), W + 2 * r
-    off_c = _kernel_offsets(pw, patch, dev)
-    itemsize = content.element_size()
-    nc, nr = chunk_size(H * W, C * patch * patch, max_mb, patch * patch, itemsize)
+    if content.shape[1] < 1 or content.shape[2] < 1:
+        raise RefsrError("lr", f"content feature map is empty ({content.shape[2]}x{content.shape[1]})")
+    return content
 
-    best = torch.full((H * W,), -torch.inf, dtype=content.dtype, device=dev)
-    arg = torch.zeros(H * W, dtype=torch.int64, device=dev)
-    cnorm = torch.empty(H * W, dtype=content.dtype, device=dev)
-    for c0 in range(0, H * W, nc):
-        pos = torch.arange(c0, min(c0 + nc, H * W), device=dev)
-        cp = _gather(flat_c, off_c[:, None] + ((pos // W) * pw + pos % W)[None, :])
-        cnorm[c0:c0 + pos.numel()] = cp.norm(dim=0)
-        _scan_refs(cp, refs, patch, nr, best[c0:c0 + pos.numel()], arg[c0:c0 + pos.numel()])
+
+def _content_norms(padded: Tensor, H: int, W: int, patch: int) -> Tensor:
+    """``H x W`` norms of the zero-padded content patches (from pixel rows of the padded map)."""
+    r = patch // 2
+    return _patch_norms(padded, H + 2 * r, W + 2 * r, patch)
+
+
+def _finish(content: Tensor, padded: Tensor, refs: list[Tensor], best: Tensor, arg: Tensor,
+            patch: int) -> Correspondence:
+    H, W = content.shape[1:]
+    cnorm = _content_norms(padded, H, W, patch).reshape(-1)
+    best, arg = best.reshape(-1), arg.reshape(-1)
     cosine = torch.where(cnorm > EPS, best / cnorm.clamp_min(EPS), torch.zeros_like(best))
     return Correspondence(index=arg.view(H, W), score=best.view(H, W),
                           ref_shapes=tuple((int(t.shape[1]), int(t.shape[2])) for t in refs),
                           cosine=cosine.view(H, W), patch=patch)
 
 
-def _scan_refs(cp: Tensor, refs: list[Tensor], patch: int, nr: int,
-               best: Tensor, arg: Tensor) -> None:
-    """Update running ``best``/``arg`` (views) of content patches ``cp`` over all candidates."""
+@torch.no_grad()
+def match(content: Tensor, refs: list[Tensor], patch: int = 3, max_mb: float = 256,
+          mode: str = "exact", approx=None) -> Correspondence:
+    """SRNTT matching of every content position against all references' patches.
+
+    ``content``: ``C x H x W`` (φ(LR↑) at relu3_1); ``refs``: list of ``C x Hr x Wr``
+    (φ(Ref↓↑)), sizes free; channels-last maps (as :func:`correspond` makes them) need no
+    copies. ``mode="exact"`` streams over blocks (see :func:`band_rows`), deterministic;
+    ``mode="approximate"`` runs :func:`refsr.approx.match_approximate` with ``approx``
+    (an :class:`refsr.approx.ApproxConfig` or a dict of its fields). No gradients flow
+    (S* is a constant weight in SRNTT's texture loss).
+    """
+    if mode == "approximate":
+        from .approx import match_approximate
+
+        return match_approximate(content, refs, patch=patch, max_mb=max_mb, config=approx)
+    if mode != "exact":
+        raise ValueError(f"matching mode must be 'exact' or 'approximate', got {mode!r}")
+    content = _check_content(content)
+    refs = _check_refs(content, refs, patch)
+    C, H, W = content.shape
+    r = patch // 2
+    pw = W + 2 * r
+    padded = _padded_rows(content, r)
+    best = torch.full((H * pw,), -torch.inf, dtype=content.dtype, device=content.device)
+    arg = torch.zeros(H * pw, dtype=torch.int64, device=content.device)
     base = 0
     for ref in refs:
-        C, Hr, Wr = ref.shape
-        gh, gw = Hr - patch + 1, Wr - patch + 1
-        flat_r, off_r = ref.reshape(C, -1), _kernel_offsets(Wr, patch, ref.device)
-        for r0 in range(0, gh * gw, nr):
-            g = torch.arange(r0, min(r0 + nr, gh * gw), device=ref.device)
-            rp = _gather(flat_r, off_r[:, None] + ((g // gw) * Wr + g % gw)[None, :])
-            rp.div_(rp.norm(dim=0).clamp_min(EPS))
-            vals, idx = _block_max(cp, rp)
-            better = vals > best  # strict: earlier chunks win ties
-            best.copy_(torch.where(better, vals, best))
-            arg.copy_(torch.where(better, idx + (base + r0), arg))
-        base += gh * gw
+        _scan_ref(padded, H, W, ref, patch, max_mb, base, best, arg)
+        base += (ref.shape[1] - patch + 1) * (ref.shape[2] - patch + 1)
+    return _finish(content, padded, refs, best.view(H, pw)[:, :W], arg.view(H, pw)[:, :W], patch)
+
+
+def _score_block(pix: Tensor, ni: int, nj: int, shifts: list[tuple[int, int]],
+                 scale: Tensor, mask: Tensor, out: Tensor) -> Tensor:
+    """Patch scores ``ni x nj`` from a pixel product block: sum of shifted slices, x scale + mask."""
+    (a0, b0), (a1, b1) = shifts[0], shifts[min(1, len(shifts) - 1)]
+    if len(shifts) == 1:
+        out.copy_(pix[a0:a0 + ni, b0:b0 + nj])
+    else:
+        torch.add(pix[a0:a0 + ni, b0:b0 + nj], pix[a1:a1 + ni, b1:b1 + nj], out=out)
+        for a, b in shifts[2:]:
+            out.add_(pix[a:a + ni, b:b + nj])
+    return torch.addcmul(mask, out, scale, out=out)
+
+
+def _scan_ref(padded: Tensor, H: int, W: int, ref: Tensor, patch: int, max_mb: float, base: int,
+              best: Tensor, arg: Tensor) -> None:
+    """Update the running ``best``/``arg`` (content positions in padded width) with one reference."""
+    C, Hr, Wr = ref.shape
+    p, r = patch, patch // 2
+    pw, gh, gw = W + 2 * r, Hr - p + 1, Wr - p + 1
+    rows = _rows(ref)
+    inv = 1.0 / _patch_norms(rows, Hr, Wr, p).clamp_min(EPS)  # gh x gw
+    scale = torch.zeros(gh, Wr, dtype=rows.dtype, device=rows.device)
+    scale[:, :gw] = inv
+    mask = torch.full((gh, Wr), -torch.inf, dtype=rows.dtype, device=rows.device)
+    mask[:, :gw] = 0
+    scale, mask = scale.view(-1), mask.view(-1)
+    rc, rr = band_rows(H, W, Hr, Wr, p, max_mb, rows.element_size())
+    shifts = [(dy * pw + dx, dy * Wr + dx) for dy in range(p) for dx in range(p)]
+    na_max, nb_max = (rc + p - 1) * pw, (rr + p - 1) * Wr
+    pix_buf = rows.new_empty(na_max * nb_max)
+    score_buf = rows.new_empty(((rc - 1) * pw + W) * ((rr - 1) * Wr + gw))
+    for g0 in range(0, gh, rr):
+        g1 = min(gh, g0 + rr)
+        block_r = rows[g0 * Wr:(g1 + p - 1) * Wr]
+        nb, nj = block_r.shape[0], (g1 - g0 - 1) * Wr + gw
+        prev = None  # pixel product of the previous content band: its last p-1 rows are reused
+        for y0 in range(0, H, rc):
+            y1 = min(H, y0 + rc)
+            na, ni = (y1 - y0 + p - 1) * pw, (y1 - y0 - 1) * pw + W
+            pix = pix_buf[:na * nb].view(na, nb)
+            keep = 0
+            if prev is not None and p > 1 and prev.shape[0] >= 2 * (p - 1) * pw:
+                keep = (p - 1) * pw
+                pix[:keep].copy_(prev[-keep:])
+            torch.mm(padded[y0 * pw + keep:(y0 * pw + na)], block_r.T, out=pix[keep:])
+            prev = pix
+            scores = _score_block(pix, ni, nj, shifts, scale[g0 * Wr:g0 * Wr + nj],
+                                  mask[g0 * Wr:g0 * Wr + nj], score_buf[:ni * nj].view(ni, nj))
+            vals, idx = scores.max(dim=1)
+            b, a = best[y0 * pw:y0 * pw + ni], arg[y0 * pw:y0 * pw + ni]
+            better = vals > b  # strict: earlier blocks (lower indices) win ties
+            b.copy_(torch.where(better, vals, b))
+            a.copy_(torch.where(better, base + (idx // Wr + g0) * gw + idx % Wr, a))
 
 
 # ----------------------------------------------------------------------------- swapping
+#
+# Every output map is cut into s x s blocks on the relu3_1 grid (s = 1, 2, 4 for relu3_1,
+# relu2_1, relu1_1). Content position (y, x) matched to grid cell (gy, gx) pastes the
+# reference blocks (gy + dy, gx + dx), dy, dx < p, onto output blocks (y - r + dy, x - r + dx).
+# So output block (Y, X) is the mean over (dy, dx) of reference block
+# (gy, gx)(Y + r - dy, X + r - dx) + (dy, dx), over the content positions inside the map.
+# With the reference map channels-last, each block row (s pixels x C channels) is one
+# contiguous table row; every output block row is then a weighted sum of p*p table rows:
+# one F.embedding_bag call per layer writes the channels-last result, no fold, no scatter.
 
 
-def _stitch(corr: Correspondence, maps: list[Tensor], s: int, max_mb: float) -> Tensor:
-    """Overlap-averaged swapped map ``C x H*s x W*s`` from reference maps at scale ``s``."""
-    H, W = corr.index.shape
-    p, dev = corr.patch, corr.index.device
-    r, k = p // 2, p * s
-    C = maps[0].shape[0]
-    flat = maps[0].reshape(C, -1) if len(maps) == 1 else torch.cat([m.reshape(C, -1) for m in maps], 1)
-    sizes = torch.tensor([0] + [m.shape[1] * m.shape[2] for m in maps[:-1]], device=dev)
-    bases = sizes.cumsum(0)
-    widths = torch.tensor([m.shape[2] for m in maps], device=dev)
+def _table(m: Tensor, h3: int, w3: int, s: int) -> Tensor:
+    """Reference map ``C x Hm x Wm`` cut to ``h3*s x w3*s`` as block rows ``(h3*s*w3) x (s*C)``.
 
-    rid = corr.ref_id.reshape(-1)
-    gy, gx = (t.reshape(-1) for t in corr.grid_pos)
-    wl = widths[rid]
-    start = bases[rid] + gy * s * wl + gx * s  # flat index of each patch's top-left
-    d = torch.arange(k, device=dev)
-    dy, dx = d.repeat_interleave(k), d.repeat(k)
+    A view for a channels-last map of exactly that size, else one copy.
+    """
+    C = m.shape[0]
+    return m[:, :h3 * s, :w3 * s].permute(1, 2, 0).reshape(h3 * s * w3, s * C)
 
-    canvas = torch.zeros(1, C, (H + 2 * r) * s, (W + 2 * r) * s, dtype=flat.dtype, device=dev)
-    row_bytes = W * (k * k * (C * flat.element_size() + 24)) + C * s * s * (W + 2 * r) * flat.element_size()
-    rows = max(1, int(max_mb * 2**20) // row_bytes)
-    for y0 in range(0, H, rows):
-        y1 = min(H, y0 + rows)
-        sel = slice(y0 * W, y1 * W)
-        idx = start[sel][None, :] + dy[:, None] * wl[sel][None, :] + dx[:, None]
-        band = F.fold(_gather(flat, idx)[None], output_size=((y1 - y0 + 2 * r) * s, (W + 2 * r) * s),
-                      kernel_size=k, stride=s)
-        canvas[:, :, y0 * s:(y1 + 2 * r) * s] += band
-    ones = torch.ones(1, k * k, H * W, dtype=flat.dtype, device=dev)
-    count = F.fold(ones, output_size=canvas.shape[-2:], kernel_size=k, stride=s)
-    crop = (slice(None), slice(None), slice(r * s, (r + H) * s), slice(r * s, (r + W) * s))
-    return (canvas[crop] / count[crop])[0]
+
+def _bags(top_left: Tensor, width: Tensor, s: int, p: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Table rows and weights of every output block row, ``(B*H*s*W) x p*p`` each.
+
+    ``top_left`` (``B x H x W``): table row of each content position's matched patch
+    (its top-left block, first pixel row); ``width``: table rows per pixel row of its reference.
+    Entries of content positions outside the map get weight 0 (and any valid row).
+    """
+    B, H, W = top_left.shape
+    r, dev = p // 2, top_left.device
+    tl = F.pad(top_left, (r, r, r, r), value=-1)
+    wd = F.pad(width, (r, r, r, r), value=0)
+    sy = torch.arange(s, device=dev)[None, None, :, None]
+    idx = torch.empty(B, H, s, W, p * p, dtype=torch.int64, device=dev)
+    valid = torch.empty(B, H, 1, W, p * p, dtype=dtype, device=dev)
+    for k in range(p * p):
+        dy, dx = divmod(k, p)
+        src = tl[:, 2 * r - dy:2 * r - dy + H, 2 * r - dx:2 * r - dx + W][:, :, None]
+        w = wd[:, 2 * r - dy:2 * r - dy + H, 2 * r - dx:2 * r - dx + W][:, :, None]
+        ok = src >= 0
+        idx[..., k] = torch.where(ok, src + (dy * s + sy) * w + dx, 0)
+        valid[..., k] = ok
+    weights = valid / valid.sum(-1, keepdim=True)  # every block is covered by its own position
+    return idx.view(-1, p * p), weights.expand(B, H, s, W, p * p).reshape(-1, p * p)
+
+
+def _stitch(table: Tensor, top_left: Tensor, width: Tensor, s: int, p: int, max_mb: float) -> Tensor:
+    """Overlap-averaged swapped maps ``B x C x H*s x W*s`` (channels-last memory)."""
+    B, H, W = top_left.shape
+    C = table.shape[1] // s
+    per_row = W * s * p * p * (8 + table.element_size())  # bag indices + weights per output block row
+    band = max(1, min(H, int(max_mb * 2**20) // max(1, per_row)))
+    if band >= H:
+        idx, wts = _bags(top_left, width, s, p, table.dtype)
+        out = F.embedding_bag(idx, table, mode="sum", per_sample_weights=wts)
+        return out.view(B, H * s, W * s, C).permute(0, 3, 1, 2)
+    r = p // 2
+    out = table.new_empty(B, H * s, W * s, C)
+    for y0 in range(0, H, band):  # bands of output rows, each with the content rows it needs
+        y1 = min(H, y0 + band)
+        a, b = max(0, y0 - r), min(H, y1 + r)
+        idx, wts = _bags(top_left[:, a:b], width[:, a:b], s, p, table.dtype)
+        rows = F.embedding_bag(idx, table, mode="sum", per_sample_weights=wts).view(B, (b - a) * s, W * s, C)
+        out[:, y0 * s:y1 * s] = rows[:, (y0 - a) * s:(y1 - a) * s]
+    return out.permute(0, 3, 1, 2)
+
+
+def _grid_index(corr: Correspondence) -> tuple[Tensor, Tensor, Tensor]:
+    """``(ref_id, gy, gx)`` of every content position, ``H x W`` int64 each."""
+    gy, gx = corr.grid_pos
+    return corr.ref_id, gy, gx
+
+
+def _fit_output(M: Tensor, out_h: int, out_w: int, s: int) -> Tensor:
+    th, tw = out_h * s // RELU3_STRIDE, out_w * s // RELU3_STRIDE
+    if (th, tw) != tuple(M.shape[-2:]):
+        M = F.pad(M, (0, tw - M.shape[-1], 0, th - M.shape[-2]), mode="replicate")
+    return M
+
+
+def _check_map(m: Tensor, i: int, layer: str, h3: int, w3: int, s: int) -> None:
+    if m.shape[-2] < h3 * s or m.shape[-1] < w3 * s:
+        raise ValueError(f"reference {i} {layer} is {tuple(m.shape[-2:])}, needs at least {(h3 * s, w3 * s)}")
 
 
 @torch.no_grad()
@@ -294,7 +461,9 @@ def swap(corr: Correspondence, ref_feats: list[dict[str, Tensor]],
     ``out_hw`` is the content *image* size (LR↑); each layer's map is ``out_hw // stride``
     (stride 4/2/1), default ``4H x 4W``. When the image side is not a multiple of 4 the extra
     rows/columns at relu2_1/relu1_1 replicate the last stitched ones. ``M`` is a constant
-    target (no gradients).
+    target (no gradients); it comes in channels-last memory (``reshape``, not ``view``, to
+    flatten it), and channels-last reference maps (what :func:`transfer` makes) are used in
+    place. ``max_mb`` bounds the stitching's index arrays (the maps themselves are outputs).
     """
     H, W = corr.index.shape
     out_h, out_w = out_hw if out_hw is not None else (RELU3_STRIDE * H, RELU3_STRIDE * W)
@@ -302,21 +471,65 @@ def swap(corr: Correspondence, ref_feats: list[dict[str, Tensor]],
         raise ValueError(f"out_hw {out_hw} does not match the {H}x{W} relu3_1 correspondence")
     if len(ref_feats) != len(corr.ref_shapes):
         raise ValueError(f"{len(ref_feats)} reference feature sets for {len(corr.ref_shapes)} references")
+    dev = corr.index.device
+    rid, gy, gx = _grid_index(corr)
+    w3 = torch.tensor([w for _, w in corr.ref_shapes], device=dev)
     out = {}
     for layer, s in SWAP_SCALES.items():
         if not all(layer in f for f in ref_feats):
             continue
-        maps = [_as_chw(f[layer], f"reference {i} {layer}").to(corr.index.device)
-                for i, f in enumerate(ref_feats)]
-        for i, (m, (h3, w3)) in enumerate(zip(maps, corr.ref_shapes, strict=True)):
-            if m.shape[1] < h3 * s or m.shape[2] < w3 * s:
-                raise ValueError(f"reference {i} {layer} is {tuple(m.shape[1:])}, "
-                                 f"needs at least {(h3 * s, w3 * s)}")
-        M = _stitch(corr, maps, s, max_mb)
-        th, tw = out_h * s // RELU3_STRIDE, out_w * s // RELU3_STRIDE
-        if (th, tw) != M.shape[1:]:
-            M = F.pad(M[None], (0, tw - M.shape[2], 0, th - M.shape[1]), mode="replicate")[0]
-        out[layer] = M[None]
+        tables, sizes = [], [0]
+        for i, (f, (h3, w3i)) in enumerate(zip(ref_feats, corr.ref_shapes, strict=True)):
+            m = _as_chw(f[layer], f"reference {i} {layer}").to(dev)
+            _check_map(m, i, layer, h3, w3i, s)
+            tables.append(_table(m, h3, w3i, s))
+            sizes.append(sizes[-1] + tables[-1].shape[0])
+        table = tables[0] if len(tables) == 1 else torch.cat(tables)
+        bases = torch.tensor(sizes[:-1], device=dev)
+        top_left = bases[rid] + gy * s * w3[rid] + gx
+        M = _stitch(table, top_left[None], w3[rid][None], s, corr.patch, max_mb)
+        out[layer] = _fit_output(M, out_h, out_w, s)
+    return out
+
+
+@torch.no_grad()
+def swap_batch(corrs: list[Correspondence], ref_feats: dict[str, Tensor],
+               out_hw: tuple[int, int] | None = None, max_mb: float = 256) -> dict[str, Tensor]:
+    """:func:`swap` for a batch: sample ``b`` has one reference, ``ref_feats[layer][b]``.
+
+    ``ref_feats``: layer -> ``B x C x Hm x Wm``; all correspondences must share their size
+    and reference shape (a training batch). Returns layer -> ``B x C x h x w``, equal to
+    stacking :func:`swap` of each sample, in one stitching call per layer.
+    """
+    if not corrs:
+        raise ValueError("swap_batch needs at least one correspondence")
+    first = corrs[0]
+    H, W = first.index.shape
+    if any(c.index.shape != (H, W) or c.ref_shapes != first.ref_shapes or c.patch != first.patch
+           for c in corrs) or len(first.ref_shapes) != 1:
+        raise ValueError("swap_batch: every correspondence must have one reference and the same shapes")
+    out_h, out_w = out_hw if out_hw is not None else (RELU3_STRIDE * H, RELU3_STRIDE * W)
+    if (out_h // RELU3_STRIDE, out_w // RELU3_STRIDE) != (H, W):
+        raise ValueError(f"out_hw {out_hw} does not match the {H}x{W} relu3_1 correspondence")
+    (h3, w3), = first.ref_shapes
+    gw = w3 - first.patch + 1
+    B = len(corrs)
+    out = {}
+    for layer, s in SWAP_SCALES.items():
+        if layer not in ref_feats:
+            continue
+        maps = ref_feats[layer]
+        if maps.dim() != 4 or maps.shape[0] != B:
+            raise ValueError(f"ref_feats[{layer}] is {tuple(maps.shape)}, expected {B} x C x H x W")
+        dev = maps.device
+        _check_map(maps, 0, layer, h3, w3, s)
+        C = maps.shape[1]
+        table = maps[:, :, :h3 * s, :w3 * s].permute(0, 2, 3, 1).reshape(B * h3 * s * w3, s * C)
+        index = torch.stack([c.index.to(dev) for c in corrs])
+        base = torch.arange(B, device=dev)[:, None, None] * (h3 * s * w3)
+        top_left = base + (index // gw) * s * w3 + index % gw
+        M = _stitch(table, top_left, torch.full_like(top_left, w3), s, first.patch, max_mb)
+        out[layer] = _fit_output(M, out_h, out_w, s)
     return out
 
 
@@ -353,8 +566,8 @@ def ref_down_up(ref: Tensor, scale: int = 4) -> Tensor:
 
 def _features(vgg, img: Tensor, layers: tuple[str, ...]) -> dict[str, Tensor]:
     """Run ``vgg`` without gradients and check that it provides ``layers``."""
-    with torch.no_grad():
-        feats = vgg(img)
+    with torch.no_grad():  # channels-last: faster convolutions, and rows for matching/stitching
+        feats = vgg(img.contiguous(memory_format=torch.channels_last))
     missing = [name for name in layers if name not in feats]
     if missing:
         raise RefsrError("vgg", f"the feature extractor lacks {', '.join(missing)}; load it with "
@@ -363,11 +576,13 @@ def _features(vgg, img: Tensor, layers: tuple[str, ...]) -> dict[str, Tensor]:
 
 
 def correspond(lr_up: Tensor, refs: list[Tensor], vgg, max_mb: float = 256,
-               refs_down_up: list[Tensor] | None = None) -> Correspondence:
+               refs_down_up: list[Tensor] | None = None, mode: str = "exact",
+               approx=None) -> Correspondence:
     """Match φ(LR↑) against φ(Ref↓↑) at relu3_1 for images in [0, 1] (``1 x 3 x H x W``).
 
     ``refs`` are the original references (any sizes >= 12 px); their ``Ref↓↑`` is made with
     :func:`ref_down_up` unless given in ``refs_down_up`` (same order, e.g. from a cache).
+    ``mode``/``approx``: see :func:`match`.
     """
     lr_up = _as_image(lr_up, "lr_up")
     if min(lr_up.shape[-2:]) < RELU3_STRIDE:
@@ -390,13 +605,14 @@ def correspond(lr_up: Tensor, refs: list[Tensor], vgg, max_mb: float = 256,
     layer = ("relu3_1",)
     content = _features(vgg, lr_up, layer)["relu3_1"]
     cands = [_features(vgg, _as_image(r, "Ref↓↑"), layer)["relu3_1"] for r in refs_down_up]
-    return match(content, cands, patch=3, max_mb=max_mb)
+    return match(content, cands, patch=3, max_mb=max_mb, mode=mode, approx=approx)
 
 
 def transfer(lr_up: Tensor, refs: list[Tensor], vgg, max_mb: float = 256,
-             refs_down_up: list[Tensor] | None = None) -> tuple[Correspondence, dict[str, Tensor]]:
+             refs_down_up: list[Tensor] | None = None, mode: str = "exact",
+             approx=None) -> tuple[Correspondence, dict[str, Tensor]]:
     """:func:`correspond` then :func:`swap` with φ(Ref) at relu1_1, relu2_1, relu3_1."""
-    corr = correspond(lr_up, refs, vgg, max_mb=max_mb, refs_down_up=refs_down_up)
+    corr = correspond(lr_up, refs, vgg, max_mb=max_mb, refs_down_up=refs_down_up, mode=mode, approx=approx)
     layers = tuple(SWAP_SCALES)
     ref_feats = [_features(vgg, _as_image(ref, "reference"), layers) for ref in refs]
     return corr, swap(corr, ref_feats, out_hw=tuple(lr_up.shape[-2:]), max_mb=max_mb)

@@ -10,6 +10,16 @@ outside Snakemake's outputs, so a failed or killed job keeps it. A new run with
 the same configuration fingerprint resumes from it; since batches and the
 gradient penalty's randomness are functions of (seed, iteration), the resumed run
 ends with the same weights as an uninterrupted one (on CPU).
+
+Preemption: :func:`run_training` traps SIGTERM (what SLURM sends on preemption, at the
+time limit and on ``scancel``) and SIGUSR1: the current iteration finishes, the state is
+saved and :class:`Preempted` (a :class:`RefsrError`: the job exits non-zero) is raised, so
+Snakemake's retry resumes from the state.
+
+Data parallel: given a :class:`refsr.distributed.DistContext` (one of several processes
+under ``torchrun``, see :mod:`refsr.distributed`), each rank trains on its slice of every
+batch, gradients are averaged across ranks after each backward pass, and rank 0 alone
+writes the state, the checkpoint and the log. With one process nothing changes.
 """
 
 from __future__ import annotations
@@ -19,10 +29,13 @@ import csv
 import json
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +51,12 @@ from .models import (
     load_weights,
     save_checkpoint,
 )
-from .swap import SWAP_SCALES, swap
+from .swap import SWAP_SCALES, swap_batch
 from .train_config import TrainConfig
 from .train_data import TrainingSet, batch_indices, collate
+
+if TYPE_CHECKING:
+    from .distributed import DistContext
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +72,17 @@ def _device(name: str) -> torch.device:
 
 
 def swapped_maps(batch: dict, ref_feats: dict, device) -> tuple[dict, torch.Tensor]:
-    """M maps for a batch from cached correspondences, and S* normalised per image to [0, 1]."""
-    maps: dict[str, list] = {layer: [] for layer in SWAP_SCALES}
-    s_star = []
-    out_hw = tuple(batch["hr"].shape[-2:])
-    for i, corr in enumerate(batch["corr"]):
-        feats = {layer: ref_feats[layer][i] for layer in SWAP_SCALES}
-        m = swap(corr.to(device), [feats], out_hw=out_hw)
-        for layer in SWAP_SCALES:
-            maps[layer].append(m[layer])
-        s = corr.score.to(device).clamp_min(0)
-        s_star.append((s / s.max().clamp_min(1e-6))[None, None])
-    return {k: torch.cat(v) for k, v in maps.items()}, torch.cat(s_star)
+    """M maps for a batch from cached correspondences, and S* normalised per image to [0, 1].
+
+    One batched stitching call per layer (:func:`refsr.swap.swap_batch`); the same maps as
+    swapping each sample on its own.
+    """
+    corrs = [corr.to(device) for corr in batch["corr"]]
+    maps = swap_batch(corrs, {layer: ref_feats[layer] for layer in SWAP_SCALES},
+                      out_hw=tuple(batch["hr"].shape[-2:]))
+    s = torch.stack([corr.score for corr in corrs]).clamp_min(0)
+    s_star = s / s.flatten(1).max(1).values.clamp_min(1e-6)[:, None, None]
+    return maps, s_star[:, None]
 
 
 @contextlib.contextmanager
@@ -100,9 +115,11 @@ class Trainer:
     """One model's training loop; :meth:`run` trains to ``cfg.iterations`` and returns the model."""
 
     def __init__(self, cfg: TrainConfig, data: TrainingSet, state_path: str | os.PathLike,
-                 init_ckpt: str | None = None, vgg_weights: str | None = None):
+                 init_ckpt: str | None = None, vgg_weights: str | None = None,
+                 dist: DistContext | None = None):
         self.cfg, self.data, self.state_path = cfg, data, Path(state_path)
-        self.device = _device(cfg.device)
+        self.dist = dist
+        self.device = _device(cfg.device) if dist is None else dist.device_for(cfg.device)
         self.refsr = MODEL_KINDS.get(cfg.model) == "refsr"
         self.loss_cfg = LossConfig.from_dict(cfg.loss, model=cfg.model, where="loss")
         with _seeded(cfg.seed):
@@ -161,6 +178,8 @@ class Trainer:
     # ------------------------------------------------------------------ steps
     def _batch(self, it: int) -> dict:
         idx = batch_indices(len(self.data), self.cfg.batch_size, self.cfg.seed, it)
+        if self.dist is not None:
+            idx = self.dist.shard(idx)
         batch = collate([self.data[i] for i in idx])
         for key in ("hr", "lr", "ref"):
             batch[key] = batch[key].to(self.device)
@@ -183,19 +202,24 @@ class Trainer:
             d_terms = discriminator_loss(self.disc, batch["hr"], sr.detach(), self.loss_cfg.gp, generator=gen)
             self.disc_opt.zero_grad(set_to_none=True)
             d_terms["total"].backward()
+            self._average_gradients(self.disc)
             self.disc_opt.step()
             row.update({"d_wgan": d_terms["wgan"].item(), "d_gp": d_terms["gp"].item()})
         terms = self.loss(sr, batch["hr"], maps=maps, s_star=s_star)
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
+        self._average_gradients(self.model)
         self.opt.step()
         row.update({k: v.item() for k, v in terms.items()})
         with torch.no_grad():
             mse = F.mse_loss(sr.clamp(0, 1), batch["hr"]).item()
         row["train_psnr"] = -10.0 * torch.log10(torch.tensor(max(mse, 1e-12))).item()
-        return row
+        return row if self.dist is None else self.dist.mean_of(row)
 
-    def run(self, on_iteration: Callable[[int], None] | None = None):
+    def run(self, on_iteration: Callable[[int], None] | None = None,
+            stop_requested: Callable[[], int] | None = None):
+        """Train up to ``cfg.iterations``. ``stop_requested()`` (see :func:`preemption_signals`)
+        is polled after every iteration: non-zero saves the state and raises :class:`Preempted`."""
         cfg = self.cfg
         log.info("training %s: %d iterations, batch %d, %d pairs, device %s", cfg.model,
                  cfg.iterations, cfg.batch_size, len(self.data), self.device)
@@ -211,11 +235,36 @@ class Trainer:
             if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
                 terms = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("iteration", "lr"))
                 log.info("%s it %d/%d %s", cfg.model, self.iteration, cfg.iterations, terms)
-            if self.iteration % cfg.checkpoint_every == 0:
+            if self.iteration % cfg.checkpoint_every == 0 and self.is_main:
                 self.save_state()
             if on_iteration is not None:
                 on_iteration(self.iteration)
+            if stop_requested is not None:
+                self._stop_if_requested(stop_requested())
         return self.model
+
+    # ------------------------------------------------------ preemption, data parallel
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files: the only process, or rank 0 of several."""
+        return self.dist is None or self.dist.rank == 0
+
+    def _average_gradients(self, module) -> None:
+        if self.dist is not None:
+            self.dist.average_gradients(module)
+
+    def _stop_if_requested(self, signum: int) -> None:
+        if self.dist is not None:
+            signum = self.dist.max_int(signum)  # every rank stops after the same iteration
+        if not signum:
+            return
+        if self.is_main:
+            self.save_state()
+        if self.dist is not None:
+            self.dist.barrier()
+        raise Preempted(self.state_path, f"{signal.Signals(signum).name} received: {self.cfg.model} "
+                                         f"stopped at iteration {self.iteration}/{self.cfg.iterations} "
+                                         "with its training state saved here; a re-run resumes from it")
 
     def write_outputs(self, checkpoint: str | os.PathLike, log_csv: str | os.PathLike,
                       provenance: dict | None = None) -> None:
@@ -231,6 +280,37 @@ class Trainer:
         return arch_config(self.cfg.model, self.cfg.arch, where="arch")
 
 
+class Preempted(RefsrError):
+    """Training stopped on a signal after saving its state; the job fails so that a retry resumes."""
+
+
+#: Signals that ask training to checkpoint and stop. SLURM sends SIGTERM on preemption, at the
+#: time limit and on ``scancel`` (then SIGKILL after KillWait/GraceTime, 30 s by default);
+#: SIGUSR1 is the customary "checkpoint and requeue" signal of cluster launchers.
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def preemption_signals(signals=PREEMPTION_SIGNALS) -> Iterator[Callable[[], int]]:
+    """Within the block ``signals`` only record their arrival; yields ``stop_requested()``: the
+    number of the first signal received, 0 if none. Previous handlers are restored on exit.
+    Outside the main thread, where Python cannot install handlers, nothing is trapped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: 0
+        return
+    received: list[int] = []
+
+    def handler(signum, _frame):
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield lambda: received[0] if received else 0
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def write_log_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     """Rows of per-iteration values as CSV, columns in first-seen order."""
     cols: list[str] = ["iteration"]
@@ -244,17 +324,26 @@ def write_log_csv(path: str | os.PathLike, rows: list[dict]) -> None:
 
 def run_training(cfg: TrainConfig, manifest: str, lr_dir: str, corr_dir: str | None,
                  init_ckpt: str | None, state_path: str, checkpoint: str, log_csv: str,
-                 scale: int = 4, vgg_weights: str | None = None):
-    """The train_{model} stage: train (resuming if possible) and write checkpoint + log CSV."""
+                 scale: int = 4, vgg_weights: str | None = None, dist: DistContext | None = None):
+    """The train_{model} stage: train (resuming if possible) and write checkpoint + log CSV.
+
+    SIGTERM / SIGUSR1 save the state and raise :class:`Preempted`. With ``dist`` this is one
+    rank of a data-parallel run (:mod:`refsr.distributed`) and rank 0 writes the outputs.
+    """
     from .datasets import read_manifest
 
     ds = read_manifest(manifest)
     data = TrainingSet(ds, Path(lr_dir), Path(corr_dir) if corr_dir else None, scale=scale)
-    trainer = Trainer(cfg, data, state_path, init_ckpt=init_ckpt, vgg_weights=vgg_weights)
+    trainer = Trainer(cfg, data, state_path, init_ckpt=init_ckpt, vgg_weights=vgg_weights, dist=dist)
     t0 = time.perf_counter()
-    trainer.run()
+    with preemption_signals() as stop_requested:
+        trainer.run(stop_requested=stop_requested)
     provenance = {"train_dataset": ds.name, "train_seconds": time.perf_counter() - t0}
     if trainer.vgg is not None:
         provenance["vgg19_weights"] = trainer.vgg.weights_source
-    trainer.write_outputs(checkpoint, log_csv, provenance)
+    if dist is not None:
+        dist.check_replicas(trainer.model)  # every rank must end with the same weights
+        provenance["processes"] = dist.world
+    if trainer.is_main:
+        trainer.write_outputs(checkpoint, log_csv, provenance)
     return trainer

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,7 +21,7 @@ from .errors import RefsrError
 from .imageio import read_image, to_tensor
 from .progress import progress
 from .resize import down_up, modcrop, upscale
-from .swap import Correspondence, correspond, load_correspondence, save_correspondence
+from .swap import Correspondence, load_correspondence, save_correspondence
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +31,54 @@ def correspondence_path(corr_dir: Path, pair: str) -> Path:
 
 
 def build_correspondence_cache(ds: Dataset, lr_dir: Path, out_dir: Path, vgg, scale: int = 4,
-                               resize: str = "matlab", max_mb: float = 256) -> int:
+                               resize: str = "matlab", max_mb: float = 256, batch_size: int = 16) -> int:
     """Match every training pair once (relu3_1 indices int32 + S* fp16) into ``out_dir``.
 
-    Returns the total bytes written. ``out_dir`` appears only when complete.
+    Pairs are taken ``batch_size`` at a time; those of equal LR and reference size share one
+    bicubic resize per step (MATLAB resizing is per channel, so the images are stacked along
+    the channel axis) and one VGG pass for LR↑ and one for Ref↓↑. Each pair is then matched
+    as :func:`refsr.swap.correspond` would. Returns the total bytes written. ``out_dir``
+    appears only when complete.
     """
     from .atomic import atomic_dir
+    from .swap import _features, match
 
+    pairs = list(ds.train)
+    batch_size = max(1, int(batch_size))
+    starts = range(0, len(pairs), batch_size)
     total = 0
     with atomic_dir(out_dir) as tmp:
-        for pair in progress(ds.train, f"correspondences {ds.name}", logger=log):
-            lr = read_image(lr_path(lr_dir, "train", pair.name))
-            ref = read_image(pair.ref)
-            lr_up = to_tensor(upscale(lr, scale, resize))
-            ref_du = to_tensor(down_up(ref, scale, resize))
-            corr = correspond(lr_up, [to_tensor(ref)], vgg, max_mb=max_mb, refs_down_up=[ref_du])
-            path = correspondence_path(tmp, pair.name)
-            save_correspondence(path, corr)
-            total += path.stat().st_size
-    n = max(1, len(ds.train))
-    log.info("cached %d correspondences, %.0f bytes per pair on average", len(ds.train), total / n)
+        for start in progress(starts, f"correspondences {ds.name}", total=len(starts), logger=log):
+            chunk = pairs[start:start + batch_size]
+            lrs = [read_image(lr_path(lr_dir, "train", pair.name)) for pair in chunk]
+            refs = [read_image(pair.ref) for pair in chunk]
+            groups: dict[tuple, list[int]] = {}
+            for i, (pair, lr, ref) in enumerate(zip(chunk, lrs, refs, strict=True)):
+                if min(ref.shape[:2]) < 12:
+                    raise RefsrError(pair.ref, f"reference is {ref.shape[1]}x{ref.shape[0]} px, smaller than "
+                                               "one 3x3 patch at relu3_1 (12x12 px)")
+                groups.setdefault((lr.shape, ref.shape), []).append(i)
+            for members in groups.values():
+                lr_up = _resize_stacked([lrs[i] for i in members], lambda im: upscale(im, scale, resize), resize)
+                ref_du = _resize_stacked([refs[i] for i in members], lambda im: down_up(im, scale, resize), resize)
+                content = _features(vgg, torch.cat([to_tensor(x) for x in lr_up]), ("relu3_1",))["relu3_1"]
+                cands = _features(vgg, torch.cat([to_tensor(x) for x in ref_du]), ("relu3_1",))["relu3_1"]
+                for j, i in enumerate(members):
+                    corr = match(content[j], [cands[j]], patch=3, max_mb=max_mb)
+                    path = correspondence_path(tmp, chunk[i].name)
+                    save_correspondence(path, corr)
+                    total += path.stat().st_size
+    n = max(1, len(pairs))
+    log.info("cached %d correspondences, %.0f bytes per pair on average", len(pairs), total / n)
     return total
+
+
+def _resize_stacked(images: list[np.ndarray], fn, resize: str) -> list[np.ndarray]:
+    """``[fn(im) for im in images]`` for equal-size RGB images, in one call for MATLAB resizing."""
+    if resize != "matlab" or len(images) == 1:
+        return [fn(im) for im in images]
+    out = fn(np.concatenate(images, axis=2))
+    return [out[..., 3 * k:3 * k + 3] for k in range(len(images))]
 
 
 @dataclass

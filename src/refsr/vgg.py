@@ -197,10 +197,13 @@ def _download_state() -> dict:
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False)
     except Exception as err:
-        raise RefsrError(TORCHVISION_SOURCE, f"the VGG19 weights could not be downloaded "
-                                             f"from {url} ({type(err).__name__}: {_first_line(err)}); set "
-                                             f"{ENV_VAR} to a local state dict or run on a "
-                                             f"machine with internet") from None
+        from .weights import OFFLINE_HINT
+
+        raise RefsrError(TORCHVISION_SOURCE, f"the VGG19 weights are not in the torch hub cache and "
+                                             f"could not be downloaded from {url} "
+                                             f"({type(err).__name__}: {_first_line(err)}); "
+                                             f"{OFFLINE_HINT}, or set {ENV_VAR} to a local "
+                                             f"state dict") from None
 
 
 def resolve_source(weights: str | os.PathLike | None = None) -> tuple[str, str]:

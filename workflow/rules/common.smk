@@ -1,6 +1,8 @@
 # Helpers shared by the rules: config validation, target lists, resources.
 
+import os
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -9,6 +11,18 @@ from refsr.errors import RefsrError
 from refsr.train_config import train_params
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+
+# Rule scripts import refsr from this checkout, whichever Python runs them: this one, or a
+# conda environment from envs/ (third-party packages only). Jobs inherit the variable,
+# locally and on a cluster (SLURM jobs are submitted with --export=ALL).
+os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(
+    [str(Path(workflow.basedir).parent / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+))
+
+
+envvars:
+    "PYTHONPATH",
+
 
 try:
     check_config(config, SCHEMA)
@@ -61,6 +75,9 @@ def _with_parents(models):
 MODELS = list(config["models"])
 TRAIN_MODELS = [m for m in TRAINED if m in _with_parents(MODELS)]
 USE_GPU = 1 if config["device"] == "cuda" else 0
+# Conda environment (--sdm conda) of the rules that take a GPU when the config says cuda:
+# a CUDA build of torch then, else the CPU one (paths relative to workflow/rules/*.smk).
+GPU_RULE_ENV = "../../envs/refsr-gpu.yaml" if USE_GPU else "../../envs/refsr.yaml"
 
 
 wildcard_constraints:

@@ -29,7 +29,7 @@ rule evaluate:
         runtime=60,
         gpu=USE_GPU,
     conda:
-        "../../envs/refsr.yaml"
+        GPU_RULE_ENV
     script:
         "../../scripts/evaluate.py"
 

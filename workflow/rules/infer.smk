@@ -18,6 +18,6 @@ rule infer:
         runtime=240,
         gpu=lambda wc: USE_GPU if wc.model != "bicubic" else 0,
     conda:
-        "../../envs/refsr.yaml"
+        GPU_RULE_ENV
     script:
         "../../scripts/infer.py"

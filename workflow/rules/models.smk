@@ -52,7 +52,7 @@ rule train_srresnet:
         runtime=1440,
         gpu=USE_GPU,
     conda:
-        "../../envs/refsr.yaml"
+        GPU_RULE_ENV
     script:
         "../../scripts/train.py"
 

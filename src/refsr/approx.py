@@ -1,0 +1,314 @@
+"""Approximate SRNTT patch matching: reduced descriptors, an inverted-file search, exact re-scoring.
+
+``match(..., mode="approximate")`` (config ``matching.mode: approximate``) runs
+:func:`match_approximate`, which returns the same :class:`~refsr.swap.Correspondence` as the
+exact search (same indexing, same ``S*``/cosine definitions) in a fraction of the time:
+
+1. **Descriptors.** Every 3x3 patch is projected onto a ``dims``-dimensional subspace in two
+   cheap stages: each relu3_1 *pixel* (C = 256) onto its leading principal directions (about
+   ``dims / 2`` of them, from the second-moment matrix of sampled content and reference
+   pixels), then the concatenated 3x3 projections onto the leading directions of the
+   resulting patch descriptors. Candidate descriptors are divided by the *exact* norm of the
+   full patch, so their inner product with a content descriptor approximates ``S*``. The
+   bases come from a seeded subspace iteration: the result is deterministic.
+2. **Inverted file.** Candidate descriptors are clustered (spherical k-means, ``iters``
+   rounds, about ``cluster_size`` candidates per cluster); each content position searches
+   only the ``probes`` clusters whose centroids score highest for it, keeping its
+   ``rescore`` best approximate candidates.
+3. **Exact re-scoring.** Those candidates are scored exactly with the full patches (the
+   same quantity :func:`refsr.swap.match` maximises); the best one is the match, and the
+   returned ``score``/``cosine`` are exact for it.
+
+The search visits about ``probes * cluster_size / N_ref`` of all (content, candidate) pairs
+at ``dims`` instead of ``9 C`` multiply-adds each. Configured to cover everything
+(``dims=0``: no reduction; one cluster, or ``rescore`` at least the number of candidates)
+it returns the exact search's result. Memory: the descriptors (``dims`` floats per
+position) and the running tables are input-sized; every score block fits in ``max_mb``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .swap import (
+    EPS,
+    Correspondence,
+    _check_content,
+    _check_refs,
+    _finish,
+    _padded_rows,
+    _patch_norms,
+    _rows,
+)
+
+
+@dataclass(frozen=True)
+class ApproxConfig:
+    """Parameters of the approximate search (the schema's ``matching.approximate``)."""
+
+    #: Descriptor dimensions after the two projections; 0 = full patches (no reduction).
+    dims: int = 64
+    #: Mean number of candidates per cluster of the inverted file.
+    cluster_size: int = 128
+    #: Clusters searched per content position.
+    probes: int = 8
+    #: Best approximate candidates re-scored exactly per content position.
+    rescore: int = 1
+    #: k-means rounds.
+    iters: int = 2
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            low = 0 if f.name in ("dims", "iters") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"approximate matching: {f.name} must be an integer >= {low}, got {value!r}")
+
+    @classmethod
+    def from_any(cls, value: ApproxConfig | dict | None) -> ApproxConfig:
+        """``None`` -> defaults; a dict of (some) fields; an :class:`ApproxConfig` as is."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            unknown = set(value) - {f.name for f in fields(cls)}
+            if unknown:
+                raise ValueError(f"approximate matching: unknown parameter(s) {sorted(unknown)}")
+            return cls(**value)
+        raise TypeError(f"approximate matching config must be a dict or ApproxConfig, got {type(value).__name__}")
+
+
+# ----------------------------------------------------------------------------- descriptors
+
+
+def _basis(samples: Tensor, d: int, seed: int = 0) -> Tensor:
+    """Orthonormal ``D x d`` basis of the leading principal directions of ``samples`` (``n x D``).
+
+    Seeded subspace iteration on the (uncentred) second-moment matrix, then a small
+    Rayleigh-Ritz step to order the directions; deterministic.
+    """
+    D = samples.shape[1]
+    g = (samples.T @ samples).double()
+    k = min(D, d + 8)
+    q = torch.randn(D, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(g.device)
+    for _ in range(3):  # power steps, orthonormalised through the small k x k Gram matrix
+        q = g @ q
+        lam, v = torch.linalg.eigh(q.T @ q)
+        q = q @ (v / lam.clamp_min(lam.max() * 1e-12).sqrt())
+    _, v = torch.linalg.eigh(q.T @ g @ q)
+    return (q @ v[:, -d:].flip(1)).to(samples.dtype).contiguous()
+
+
+#: Rows sampled to estimate each projection basis.
+SAMPLES = 1024
+
+
+def _sample(rows: list[Tensor], n: int) -> Tensor:
+    """About ``n`` rows spread evenly over the given row matrices."""
+    total = sum(r.shape[0] for r in rows)
+    step = max(1, total // max(1, n))
+    return torch.cat([r[::step] for r in rows])
+
+
+def _patches(z: Tensor, h: int, w: int, p: int) -> Tensor:
+    """Descriptors ``((h-p+1)*(w-p+1)) x (p*p*d)`` (kernel-major) of the valid patches of a
+    ``h x w`` map given as pixel rows ``(h*w) x d``."""
+    gh, gw = h - p + 1, w - p + 1
+    z = z.view(h, w, -1)
+    return torch.cat([z[dy:dy + gh, dx:dx + gw] for dy in range(p) for dx in range(p)], -1).view(gh * gw, -1)
+
+
+def _descriptors(padded: Tensor, H: int, W: int, ref_rows: list[Tensor], ref_shapes: list[tuple[int, int]],
+                 p: int, dims: int) -> tuple[Tensor, Tensor]:
+    """Content descriptors ``N_c x D`` and (unnormalised) candidate descriptors ``N_r x D``.
+
+    Reduced: pixels are projected on a ``d1 = dims / 2``-dimensional basis, then the
+    ``p*p*d1``-dimensional patch descriptors on a second ``dims``-dimensional basis.
+    """
+    C = padded.shape[1]
+    r = p // 2
+    hp, wp = H + 2 * r, W + 2 * r
+    maps = [(padded, hp, wp), *((rows, h, w) for rows, (h, w) in zip(ref_rows, ref_shapes, strict=True))]
+    if dims <= 0 or dims >= C * p * p:  # full patches: only sensible for small inputs
+        cd, *rds = (_patches(z, h, w, p) for z, h, w in maps)
+        return cd, torch.cat(rds)
+    d1 = min(C, max(4, dims // 2))
+    basis = _basis(_sample([m[0] for m in maps], SAMPLES), d1)
+    cd, *rds = (_patches(z @ basis, h, w, p) for z, h, w in maps)
+    rd = torch.cat(rds)
+    if dims < cd.shape[1]:
+        basis = _basis(_sample([cd, rd], SAMPLES), dims, seed=1)
+        cd, rd = cd @ basis, rd @ basis
+    return cd, rd
+
+
+# ----------------------------------------------------------------------------- inverted file
+
+
+def _rows_per_block(cols: int, max_mb: float, itemsize: int, factor: int = 2) -> int:
+    """Rows of a ``rows x cols`` score block (plus ``factor - 1`` like it) that fit in ``max_mb``."""
+    return max(1, int(max_mb * 2**20) // max(1, factor * cols * itemsize))
+
+
+def _assign(x: Tensor, centroids: Tensor, k: int, max_mb: float) -> Tensor:
+    """Indices of the ``k`` best-scoring centroids for every row of ``x`` (``n x k``), blockwise."""
+    out = torch.empty(x.shape[0], k, dtype=torch.int64, device=x.device)
+    step = _rows_per_block(centroids.shape[0], max_mb, x.element_size())
+    for i in range(0, x.shape[0], step):
+        s = x[i:i + step] @ centroids.T
+        out[i:i + step] = s.argmax(1, keepdim=True) if k == 1 else s.topk(k, dim=1).indices
+    return out
+
+
+def _kmeans(x: Tensor, k: int, iters: int, max_mb: float) -> tuple[Tensor, Tensor]:
+    """Spherical k-means of the rows of ``x``: unit centroids ``k x D`` and assignments ``n``."""
+    n = x.shape[0]
+    cent = x[torch.linspace(0, n - 1, k, device=x.device).round().long()].clone()
+    for _ in range(iters):
+        assign = _assign(x, F.normalize(cent, dim=1), 1, max_mb)[:, 0]
+        sums = torch.zeros_like(cent).index_add_(0, assign, x)
+        used = torch.bincount(assign, minlength=k) > 0
+        cent = torch.where(used[:, None], sums, cent)  # an empty cluster keeps its centroid
+    cent = F.normalize(cent, dim=1)
+    return cent, _assign(x, cent, 1, max_mb)[:, 0]
+
+
+def _search(cd: Tensor, rd: Tensor, cfg: ApproxConfig, max_mb: float) -> Tensor:
+    """``N_c x t`` candidate indices: each content position's best approximate candidates.
+
+    Candidates are sorted by cluster and the (content position, probed cluster) pairs by
+    cluster, so that each cluster is one GEMM of two contiguous slices.
+    """
+    nc, nr = cd.shape[0], rd.shape[0]
+    k = max(1, min(nr, round(nr / cfg.cluster_size)))
+    keep = min(cfg.rescore, nr)
+    if k == 1:
+        assign = torch.zeros(nr, dtype=torch.int64, device=rd.device)
+        probe = torch.zeros(nc, 1, dtype=torch.int64, device=cd.device)
+    else:
+        cent, assign = _kmeans(rd, k, cfg.iters, max_mb)
+        probe = _assign(cd, cent, min(cfg.probes, k), max_mb)
+    probes = probe.shape[1]
+    order = torch.argsort(assign, stable=True)
+    members = rd[order]
+    m_start = torch.zeros(k + 1, dtype=torch.int64, device=rd.device)
+    m_start[1:] = torch.bincount(assign, minlength=k).cumsum(0)
+    flat = probe.reshape(-1)
+    by_cluster = torch.argsort(flat, stable=True)  # pair slots, grouped by cluster
+    cluster_of = flat[by_cluster]
+    queries = cd[by_cluster // probes]
+    q_end = torch.bincount(flat, minlength=k).cumsum(0).tolist()
+    vals = torch.full((nc * probes, keep), -torch.inf, dtype=cd.dtype, device=cd.device)
+    local = torch.zeros(nc * probes, keep, dtype=torch.int64, device=cd.device)
+    bounds = m_start.tolist()
+    q0 = 0
+    for c in range(k):
+        m0, m1, q1 = bounds[c], bounds[c + 1], q_end[c]
+        if m1 > m0 and q1 > q0:
+            mem, n_keep = members[m0:m1], min(keep, m1 - m0)
+            step = _rows_per_block(m1 - m0, max_mb, cd.element_size())
+            for a in range(q0, q1, step):
+                b = min(q1, a + step)
+                s = queries[a:b] @ mem.T
+                if n_keep == 1:
+                    torch.max(s, dim=1, keepdim=True, out=(vals[a:b, :1], local[a:b, :1]))
+                else:
+                    torch.topk(s, n_keep, dim=1, out=(vals[a:b, :n_keep], local[a:b, :n_keep]))
+        q0 = q1
+    idx = order[(m_start[cluster_of][:, None] + local).clamp_max(nr - 1)]  # -inf slots: any valid index
+    out_vals = torch.empty_like(vals)
+    out_idx = torch.empty_like(idx)
+    out_vals[by_cluster], out_idx[by_cluster] = vals, idx
+    out_vals, out_idx = out_vals.view(nc, probes * keep), out_idx.view(nc, probes * keep)
+    if probes * keep > keep:
+        best = out_vals.argmax(1, keepdim=True) if keep == 1 else out_vals.topk(keep, dim=1).indices
+        out_idx = out_idx.gather(1, best)
+    return out_idx
+
+
+# ----------------------------------------------------------------------------- exact re-scoring
+
+#: Content positions per re-scoring chunk.
+CHUNK = 1024
+
+
+def _rescore(padded: Tensor, H: int, W: int, ref_rows: Tensor, top_left: Tensor, width: Tensor,
+             inv_norm: Tensor, cand: Tensor, p: int, max_mb: float) -> tuple[Tensor, Tensor]:
+    """Exact ``S*`` of candidates ``cand`` (``N_c x t``); best score and index per position.
+
+    Content positions are walked in the padded width so that each patch row of all of them
+    is one slice of a (row-overlapping) view of the padded map; each candidate's patch row
+    is one gathered row of the same view of the reference rows. Ties go to the lowest index.
+    """
+    C, r = padded.shape[1], p // 2
+    pw, t = W + 2 * r, cand.shape[1]
+    cand = cand.sort(dim=1).values
+    # ext layout: positions y * pw + x; the p - 1 columns past W get any candidate, then dropped
+    cand_ext = torch.zeros(H, pw, t, dtype=cand.dtype, device=cand.device)
+    cand_ext[:, :W] = cand.view(H, W, t)
+    cand_ext = cand_ext.view(H * pw, t)
+    n_ext = (H - 1) * pw + W
+    rows_c = padded.as_strided((padded.shape[0] - p + 1, p * C), (C, 1))  # p pixels of a patch row
+    rows_r = ref_rows.as_strided((ref_rows.shape[0] - p + 1, p * C), (C, 1))
+    best = torch.empty(H * pw, dtype=padded.dtype, device=padded.device)
+    arg = torch.zeros(H * pw, dtype=torch.int64, device=padded.device)
+    # chunks small enough for the gathered rows to stay in cache (and inside max_mb)
+    step = max(1, min(CHUNK, int(max_mb * 2**20) // ((2 * t + 2) * p * C * padded.element_size())))
+    for i0 in range(0, n_ext, step):
+        i1 = min(n_ext, i0 + step)
+        cj = cand_ext[i0:i1]
+        tl, wd = top_left[cj], width[cj]
+        acc = torch.zeros(i1 - i0, t, dtype=padded.dtype, device=padded.device)
+        for dy in range(p):
+            c = rows_c[i0 + dy * pw:i1 + dy * pw]
+            rr = rows_r[(tl + dy * wd).reshape(-1)]
+            acc += torch.linalg.vecdot(rr.view(i1 - i0, t, p * C), c[:, None, :]) if t > 1 else \
+                torch.linalg.vecdot(rr, c)[:, None]
+        acc *= inv_norm[cj]
+        v, k = acc.max(dim=1)
+        best[i0:i1], arg[i0:i1] = v, cj.gather(1, k[:, None])[:, 0]
+    return best.view(H, pw)[:, :W], arg.view(H, pw)[:, :W]
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+@torch.no_grad()
+def match_approximate(content: Tensor, refs: list[Tensor], patch: int = 3, max_mb: float = 256,
+                      config: ApproxConfig | dict | None = None) -> Correspondence:
+    """Approximate :func:`refsr.swap.match` (see the module docstring); exact scores of the result."""
+    cfg = ApproxConfig.from_any(config)
+    content = _check_content(content)
+    refs = _check_refs(content, refs, patch)
+    C, H, W = content.shape
+    p, r = patch, patch // 2
+    padded = _padded_rows(content, r)
+    ref_rows = [_rows(ref) for ref in refs]
+    shapes = [(int(ref.shape[1]), int(ref.shape[2])) for ref in refs]
+    norms = torch.cat([_patch_norms(rows, h, w, p).reshape(-1) for rows, (h, w) in zip(ref_rows, shapes,
+                                                                                        strict=True)])
+    inv_norm = 1.0 / norms.clamp_min(EPS)
+
+    cd, rd = _descriptors(padded, H, W, ref_rows, shapes, p, cfg.dims)
+    rd.mul_(inv_norm[:, None])
+    cand = _search(cd, rd, cfg, max_mb)
+    del cd, rd
+
+    # Flat candidate index -> row of its top-left pixel in the concatenated reference rows.
+    dev = content.device
+    top_left, width, start = [], [], 0
+    for h, w in shapes:
+        gh, gw = h - p + 1, w - p + 1
+        g = torch.arange(gh * gw, device=dev)
+        top_left.append(start + (g // gw) * w + g % gw)
+        width.append(torch.full((gh * gw,), w, device=dev))
+        start += h * w
+    all_rows = ref_rows[0] if len(ref_rows) == 1 else torch.cat(ref_rows)
+    best, arg = _rescore(padded, H, W, all_rows, torch.cat(top_left), torch.cat(width), inv_norm, cand, p, max_mb)
+    return _finish(content, padded, refs, best, arg, patch)
+

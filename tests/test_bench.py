@@ -1,0 +1,93 @@
+"""Benchmark plumbing: JSON keys and shapes on tiny sizes, the markdown table (no timing checks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from refsr import bench as B
+from refsr.cli import main
+from refsr.errors import RefsrError
+
+SWAP_KEYS = {"benchmark", "hr_size", "content_positions", "ref_patches", "patch_dim", "mode", "seconds",
+             "match_seconds", "stitch_seconds", "swap_seconds", "gflop_per_s", "peak_extra_mb",
+             "stitch_peak_extra_mb", "stitch_fraction", "gemm_gflop_per_s", "gemm_fraction", "threads",
+             "mean_score", "mean_best_cosine"}
+OTHER_KEYS = {"seconds", "match_seconds", "stitch_seconds", "gflop_per_s", "peak_extra_mb", "speedup",
+              "score_ratio", "index_agreement"}
+
+
+@pytest.fixture(scope="module")
+def swap_result(vgg_weights):
+    return B.bench_swap(48, 40, repeats=1, compare=True, gemm_n=128, vgg_weights=vgg_weights)
+
+
+def test_bench_swap_compare_keys(swap_result):
+    r = swap_result
+    assert SWAP_KEYS <= set(r)
+    assert r["hr_size"] == "48x40" and r["content_positions"] == 12 * 10 and r["patch_dim"] == 2304
+    assert OTHER_KEYS <= set(r["approximate"]) and OTHER_KEYS <= set(r["naive"])
+    assert r["naive"]["index_agreement"] == 1.0  # the naive reference is exact too
+    for x in (r, r["approximate"], r["naive"]):
+        assert x["seconds"] > 0 and x["gflop_per_s"] > 0 and x["peak_extra_mb"] >= 0
+        assert x["seconds"] == pytest.approx(x["match_seconds"] + x["stitch_seconds"])
+    json.dumps(r)  # JSON-able
+
+
+def test_cli_bench_swap_one_json_line(capsys, vgg_weights):
+    assert main(["bench", "swap", "--hr-size", "40x40", "--repeats", "1", "--no-memory"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    r = json.loads(lines[0])
+    assert {"seconds", "gflop_per_s", "peak_extra_mb", "mode"} <= set(r) and r["mode"] == "exact"
+    assert "approximate" not in r
+
+
+def test_cli_bench_errors(capsys):
+    assert main(["bench", "swap", "--hr-size", "8x8"]) == 1
+    assert "--hr-size" in capsys.readouterr().err
+    assert main(["bench", "swap", "--hr-size", "40x40", "--repeats", "0"]) == 1
+    with pytest.raises(RefsrError, match="hr-size"):
+        B.parse_size("500-332")
+
+
+def test_rss_peak_sees_an_allocation():
+    with B.rss_peak() as peak:
+        x = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
+        del x
+    assert peak["mb"] >= 40
+
+
+def test_markdown_table_regenerated(tmp_path, swap_result):
+    results = {"machine": B.machine_info(), "swap_160x160": swap_result,
+               "train": {"cache_seconds_per_pair": 0.1, "rows": [
+                   {"model": "srntt", "size": "default", "arch": {"n_blocks": 4, "n_feats": 32,
+                                                                  "n_blocks_transfer": [2, 1, 1]},
+                    "batch_size": 8, "patch_px": 96, "iterations": 3, "seconds_per_it": 0.5, "it_per_s": 2.0}]},
+               "infer": {"hr_size": "500x332", "lr_size": "125x83", "tile": 0, "note": "n",
+                         "rows": [{"model": "srntt", "size": "default", "match_mode": "approximate", "seconds": 1.0}]},
+               "dag": {"groups": 126, "models": 5, "levels": 7, "jobs": 900, "seconds": 3.0},
+               "approx_quality": {"skipped": "missing checkpoint"}}
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text(f"# Benchmarks\n\nProse before.\n\n{B.MARK_BEGIN}\nold table\n{B.MARK_END}\n\nProse after.\n")
+    B.update_markdown(md, results)
+    text = md.read_text()
+    assert "Prose before." in text and "Prose after." in text and "old table" not in text
+    assert text.count(B.MARK_BEGIN) == 1 and text.count(B.MARK_END) == 1
+    assert "| 48x40 |" not in text  # only the suite's sizes are tabulated
+    results["swap_160x160"] = dict(swap_result, hr_size="160x160")
+    B.update_markdown(md, results)
+    text = md.read_text()
+    for needle in ("| 160x160 | exact |", "| 160x160 | approximate |", "| 160x160 | naive full matrix |",
+                   "fp32 GEMM", "not yet measured", "| srntt |", "snakemake -n", "Not measured: missing"):
+        assert needle in text, needle
+    B.update_markdown(tmp_path / "new.md", results)  # created when missing
+    assert B.MARK_BEGIN in (tmp_path / "new.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_dag_small(tmp_path, root):
+    r = B.bench_dag(groups=2, repeats=1, snakefile=str(root / "workflow" / "Snakefile"))
+    assert r["seconds"] > 0 and r["groups"] == 2 and r["models"] == 5 and r["levels"] == 7

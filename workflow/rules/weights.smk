@@ -1,0 +1,23 @@
+# Offline compute nodes: `snakemake download_weights` (a local rule: it runs where Snakemake
+# runs, e.g. a cluster's login node) fills the torch hub cache with every pretrained weight
+# this config would download (VGG19, the LPIPS AlexNet). Jobs then never need the network.
+# It has no output file and no benchmark (which Snakemake would treat as one): every call
+# checks the cache and fetches only what is missing.
+
+from refsr.weights import needed as weights_needed
+
+
+rule download_weights:
+    params:
+        names=weights_needed(config),
+    log:
+        "results/logs/download_weights.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/refsr.yaml"
+    script:
+        "../../scripts/download_weights.py"
