@@ -246,3 +246,17 @@ def test_float_conversions():
     assert f.dtype == np.float32 and f.min() == 0.0 and f.max() == 1.0
     np.testing.assert_array_equal(to_uint8(f), a)
     np.testing.assert_array_equal(to_uint8(np.array([-0.5, 0.5, 2.0])), [0, 128, 255])
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    from refsr.atomic import atomic_dir, write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    with atomic_dir(tmp_path / "d") as d:
+        (d / "f").write_text("y")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
