@@ -17,7 +17,7 @@ export REFSR_VGG19_WEIGHTS := $(SHARED_VGG)
 endif
 endif
 
-.PHONY: venv run test test-fast lint dry-run report clean
+.PHONY: venv run test test-fast lint dry-run report bench clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ lint: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
+
+# Benchmark suite (about 5 minutes on 2 CPU cores): results/bench/*.json and the table in BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/refsr bench all --out results/bench --markdown BENCHMARKS.md
 
 clean:
 	rm -rf results .snakemake

@@ -40,7 +40,7 @@ def random_case(seed: int, dtype=torch.float64):
 @pytest.mark.parametrize("cfg", [
     dict(dims=0, cluster_size=10**6),                  # full patches, one cluster
     dict(dims=8, cluster_size=10**6, rescore=10**6),   # reduced, but every candidate re-scored
-    dict(dims=8, cluster_size=4, probes=10**6, rescore=10**6),  # many clusters, all probed
+    dict(dims=8, cluster_size=4, probes=10**6, rescore=10**6, probe_margin=0),  # many clusters, all probed
 ])
 def test_configured_exact_equals_exact(cfg):
     for seed in range(3):
@@ -101,6 +101,8 @@ def test_config_validation():
         ApproxConfig(probes=0)
     with pytest.raises(ValueError, match="dims"):
         ApproxConfig(dims=-1)
+    with pytest.raises(ValueError, match="probe_margin"):
+        ApproxConfig(probe_margin=-0.1)
     with pytest.raises(ValueError, match="mode"):
         S.match(torch.rand(4, 5, 5), [torch.rand(4, 5, 5)], mode="fast")
 
@@ -137,3 +139,47 @@ def test_default_config_keeps_99_percent_of_s_star(vgg, photo, ref_photo):
     assert approx.score.mean() >= 0.99 * exact.score.mean()
     assert (approx.score <= exact.score + 1e-3).all()  # exact S* is the maximum
     assert approx.cosine.mean() >= 0.99 * exact.cosine.mean()
+
+
+def test_schema_defaults_match_the_dataclass(root):
+    import yaml
+
+    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    matching = schema["properties"]["matching"]["properties"]
+    assert matching["mode"]["enum"] == ["exact", "approximate"] and matching["mode"]["default"] == "exact"
+    props = matching["approximate"]["properties"]
+    assert {k: v["default"] for k, v in props.items()} == {f: getattr(ApproxConfig(), f)
+                                                           for f in ApproxConfig.__dataclass_fields__}
+
+
+def test_super_resolver_and_cli_match_mode(tmp_path, vgg_weights):
+    from PIL import Image
+
+    from refsr.cli import main
+    from refsr.errors import RefsrError
+    from refsr.infer import SuperResolver
+    from refsr.models import build_model, save_checkpoint
+
+    arch = {"n_blocks": 1, "n_feats": 8, "n_blocks_transfer": [1, 1, 1]}
+    torch.manual_seed(0)
+    model = build_model("srntt", arch)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    ckpt = tmp_path / "srntt.pt"
+    save_checkpoint(ckpt, model, "srntt", arch)
+    photo = data.astronaut()
+    ref = photo[90:150, 190:260].copy()
+    lr = np.ascontiguousarray(photo[100:116, 200:220])
+    exact = SuperResolver(str(ckpt), tile=0)(lr, [ref])
+    fast = SuperResolver(str(ckpt), tile=0, match_mode="approximate", approx={"probes": 2})(lr, [ref])
+    assert fast.shape == exact.shape == (64, 80, 3)
+    assert np.abs(fast.astype(int) - exact.astype(int)).mean() < 2  # an untrained net: nearly bicubic
+    with pytest.raises(RefsrError, match="mode"):
+        SuperResolver(None, model="bicubic", match_mode="fast")
+
+    Image.fromarray(lr).save(tmp_path / "lr.png")
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    assert main(["sr", "--lr", str(tmp_path / "lr.png"), "--ref", str(tmp_path / "ref.png"), "--checkpoint",
+                 str(ckpt), "--out", str(tmp_path / "sr.png"), "--match-mode", "approximate"]) == 0
+    assert Image.open(tmp_path / "sr.png").size == (80, 64)

@@ -12,9 +12,10 @@ exact search (same indexing, same ``S*``/cosine definitions) in a fraction of th
    full patch, so their inner product with a content descriptor approximates ``S*``. The
    bases come from a seeded subspace iteration: the result is deterministic.
 2. **Inverted file.** Candidate descriptors are clustered (spherical k-means, ``iters``
-   rounds, about ``cluster_size`` candidates per cluster); each content position searches
-   only the ``probes`` clusters whose centroids score highest for it, keeping its
-   ``rescore`` best approximate candidates.
+   rounds on a sample, about ``cluster_size`` candidates per cluster); each content position
+   searches only the ``probes`` clusters whose centroids score highest for it (of those, the
+   ones within ``probe_margin`` of the best), keeping its ``rescore`` best approximate
+   candidates.
 3. **Exact re-scoring.** Those candidates are scored exactly with the full patches (the
    same quantity :func:`refsr.swap.match` maximises); the best one is the match, and the
    returned ``score``/``cosine`` are exact for it.
@@ -45,13 +46,22 @@ from .swap import (
     _rows,
 )
 
+#: Rows sampled to estimate each projection basis, and power steps of its subspace iteration.
+SAMPLES = 2048
+POWER_STEPS = 2
+#: Positions per chunk of the descriptor projection (x4) and of the exact re-scoring:
+#: small enough for the temporaries to stay in cache.
+CHUNK = 1024
+#: Rows per cluster that the k-means rounds see.
+KMEANS_SAMPLE = 32
+
 
 @dataclass(frozen=True)
 class ApproxConfig:
     """Parameters of the approximate search (the schema's ``matching.approximate``)."""
 
     #: Descriptor dimensions after the two projections; 0 = full patches (no reduction).
-    dims: int = 64
+    dims: int = 80
     #: Mean number of candidates per cluster of the inverted file.
     cluster_size: int = 128
     #: Clusters searched per content position.
@@ -60,10 +70,17 @@ class ApproxConfig:
     rescore: int = 1
     #: k-means rounds.
     iters: int = 2
+    #: Of the ``probes`` best clusters, search only those whose centroid score is within this
+    #: fraction of the best one's; 0 searches all ``probes``.
+    probe_margin: float = 0.15
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "probe_margin":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                    raise ValueError(f"approximate matching: probe_margin must be a number >= 0, got {value!r}")
+                continue
             low = 0 if f.name in ("dims", "iters") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"approximate matching: {f.name} must be an integer >= {low}, got {value!r}")
@@ -90,22 +107,19 @@ def _basis(samples: Tensor, d: int, seed: int = 0) -> Tensor:
     """Orthonormal ``D x d`` basis of the leading principal directions of ``samples`` (``n x D``).
 
     Seeded subspace iteration on the (uncentred) second-moment matrix, then a small
-    Rayleigh-Ritz step to order the directions; deterministic.
+    Rayleigh-Ritz step to order the directions; deterministic. The small eigenproblems are
+    solved in float64.
     """
     D = samples.shape[1]
-    g = (samples.T @ samples).double()
+    g = samples.T @ samples
     k = min(D, d + 8)
-    q = torch.randn(D, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(g.device)
-    for _ in range(3):  # power steps, orthonormalised through the small k x k Gram matrix
+    q = torch.randn(D, k, generator=torch.Generator().manual_seed(seed)).to(g)
+    for _ in range(POWER_STEPS):  # orthonormalised through the small k x k Gram matrix
         q = g @ q
-        lam, v = torch.linalg.eigh(q.T @ q)
-        q = q @ (v / lam.clamp_min(lam.max() * 1e-12).sqrt())
-    _, v = torch.linalg.eigh(q.T @ g @ q)
-    return (q @ v[:, -d:].flip(1)).to(samples.dtype).contiguous()
-
-
-#: Rows sampled to estimate each projection basis.
-SAMPLES = 1024
+        lam, v = torch.linalg.eigh((q.T @ q).double())
+        q = q @ (v / lam.clamp_min(lam.max() * 1e-10).sqrt()).to(q)
+    _, v = torch.linalg.eigh((q.T @ g @ q).double())
+    return (q @ v[:, -d:].flip(1).to(q)).contiguous()
 
 
 def _sample(rows: list[Tensor], n: int) -> Tensor:
@@ -115,36 +129,63 @@ def _sample(rows: list[Tensor], n: int) -> Tensor:
     return torch.cat([r[::step] for r in rows])
 
 
-def _patches(z: Tensor, h: int, w: int, p: int) -> Tensor:
-    """Descriptors ``((h-p+1)*(w-p+1)) x (p*p*d)`` (kernel-major) of the valid patches of a
-    ``h x w`` map given as pixel rows ``(h*w) x d``."""
+def _patches(z: Tensor, h: int, w: int, p: int, rows: slice = slice(None)) -> Tensor:
+    """Descriptors ``(n*(w-p+1)) x (p*p*d)`` (kernel-major) of the valid patches in patch-grid
+    rows ``rows`` of a ``h x w`` map given as pixel rows ``(h*w) x d``."""
     gh, gw = h - p + 1, w - p + 1
+    y0, y1, _ = rows.indices(gh)
     z = z.view(h, w, -1)
-    return torch.cat([z[dy:dy + gh, dx:dx + gw] for dy in range(p) for dx in range(p)], -1).view(gh * gw, -1)
+    parts = [z[y0 + dy:y1 + dy, dx:dx + gw] for dy in range(p) for dx in range(p)]
+    return torch.cat(parts, -1).view((y1 - y0) * gw, -1)
+
+
+def _sample_patches(z: Tensor, h: int, w: int, p: int, n: int) -> Tensor:
+    """Descriptors of about ``n`` patches spread over the map (for a projection basis)."""
+    gh, gw = h - p + 1, w - p + 1
+    g = torch.arange(0, gh * gw, max(1, gh * gw // max(1, n)), device=z.device)
+    offs = torch.tensor([dy * w + dx for dy in range(p) for dx in range(p)], device=z.device)
+    rows = ((g // gw) * w + g % gw)[:, None] + offs[None, :]
+    return z.index_select(0, rows.reshape(-1)).view(g.numel(), -1)
+
+
+def _pixel_dims(dims: int) -> int:
+    """Dimensions of the per-pixel projection for ``dims``-dimensional patch descriptors."""
+    return max(4, dims // 2)
 
 
 def _descriptors(padded: Tensor, H: int, W: int, ref_rows: list[Tensor], ref_shapes: list[tuple[int, int]],
-                 p: int, dims: int) -> tuple[Tensor, Tensor]:
+                 p: int, dims: int, max_mb: float = 256) -> tuple[Tensor, Tensor]:
     """Content descriptors ``N_c x D`` and (unnormalised) candidate descriptors ``N_r x D``.
 
     Reduced: pixels are projected on a ``d1 = dims / 2``-dimensional basis, then the
-    ``p*p*d1``-dimensional patch descriptors on a second ``dims``-dimensional basis.
+    ``p*p*d1``-dimensional patch descriptors, built a band of patch rows at a time, on a
+    second ``dims``-dimensional basis (both bases from samples, see :func:`_basis`).
     """
     C = padded.shape[1]
     r = p // 2
-    hp, wp = H + 2 * r, W + 2 * r
-    maps = [(padded, hp, wp), *((rows, h, w) for rows, (h, w) in zip(ref_rows, ref_shapes, strict=True))]
+    maps = [(padded, H + 2 * r, W + 2 * r), *((rows, h, w) for rows, (h, w) in zip(ref_rows, ref_shapes,
+                                                                                     strict=True))]
     if dims <= 0 or dims >= C * p * p:  # full patches: only sensible for small inputs
         cd, *rds = (_patches(z, h, w, p) for z, h, w in maps)
         return cd, torch.cat(rds)
-    d1 = min(C, max(4, dims // 2))
+    d1 = min(C, _pixel_dims(dims))
     basis = _basis(_sample([m[0] for m in maps], SAMPLES), d1)
-    cd, *rds = (_patches(z @ basis, h, w, p) for z, h, w in maps)
-    rd = torch.cat(rds)
-    if dims < cd.shape[1]:
-        basis = _basis(_sample([cd, rd], SAMPLES), dims, seed=1)
-        cd, rd = cd @ basis, rd @ basis
-    return cd, rd
+    zs = [(z @ basis, h, w) for z, h, w in maps]
+    if dims >= p * p * d1:
+        cd, *rds = (_patches(z, h, w, p) for z, h, w in zs)
+        return cd, torch.cat(rds)
+    n = SAMPLES // len(zs) + 1
+    basis = _basis(torch.cat([_sample_patches(z, h, w, p, n) for z, h, w in zs]), dims, seed=1)
+    out = []
+    for z, h, w in zs:
+        gh, gw = h - p + 1, w - p + 1
+        desc = z.new_empty(gh * gw, dims)
+        band = max(1, min(gh, CHUNK * 4 // gw, int(max_mb * 2**20) // (2 * gw * p * p * d1 * z.element_size())))
+        for y0 in range(0, gh, band):
+            y1 = min(gh, y0 + band)
+            torch.mm(_patches(z, h, w, p, slice(y0, y1)), basis, out=desc[y0 * gw:y1 * gw])
+        out.append(desc)
+    return out[0], torch.cat(out[1:])
 
 
 # ----------------------------------------------------------------------------- inverted file
@@ -166,12 +207,17 @@ def _assign(x: Tensor, centroids: Tensor, k: int, max_mb: float) -> Tensor:
 
 
 def _kmeans(x: Tensor, k: int, iters: int, max_mb: float) -> tuple[Tensor, Tensor]:
-    """Spherical k-means of the rows of ``x``: unit centroids ``k x D`` and assignments ``n``."""
+    """Spherical k-means of the rows of ``x``: unit centroids ``k x D`` and assignments ``n``.
+
+    The ``iters`` rounds run on an even sample of about ``KMEANS_SAMPLE * k`` rows; one
+    assignment of all rows follows.
+    """
     n = x.shape[0]
     cent = x[torch.linspace(0, n - 1, k, device=x.device).round().long()].clone()
+    sample = x[::max(1, n // (KMEANS_SAMPLE * k))]
     for _ in range(iters):
-        assign = _assign(x, F.normalize(cent, dim=1), 1, max_mb)[:, 0]
-        sums = torch.zeros_like(cent).index_add_(0, assign, x)
+        assign = _assign(sample, F.normalize(cent, dim=1), 1, max_mb)[:, 0]
+        sums = torch.zeros_like(cent).index_add_(0, assign, sample)
         used = torch.bincount(assign, minlength=k) > 0
         cent = torch.where(used[:, None], sums, cent)  # an empty cluster keeps its centroid
     cent = F.normalize(cent, dim=1)
@@ -181,8 +227,8 @@ def _kmeans(x: Tensor, k: int, iters: int, max_mb: float) -> tuple[Tensor, Tenso
 def _search(cd: Tensor, rd: Tensor, cfg: ApproxConfig, max_mb: float) -> Tensor:
     """``N_c x t`` candidate indices: each content position's best approximate candidates.
 
-    Candidates are sorted by cluster and the (content position, probed cluster) pairs by
-    cluster, so that each cluster is one GEMM of two contiguous slices.
+    Candidates are sorted by cluster and the searched (content position, probed cluster)
+    pairs by cluster, so that each cluster is one GEMM of two contiguous slices.
     """
     nc, nr = cd.shape[0], rd.shape[0]
     k = max(1, min(nr, round(nr / cfg.cluster_size)))
@@ -190,51 +236,78 @@ def _search(cd: Tensor, rd: Tensor, cfg: ApproxConfig, max_mb: float) -> Tensor:
     if k == 1:
         assign = torch.zeros(nr, dtype=torch.int64, device=rd.device)
         probe = torch.zeros(nc, 1, dtype=torch.int64, device=cd.device)
+        slots = torch.arange(nc, device=cd.device)
     else:
         cent, assign = _kmeans(rd, k, cfg.iters, max_mb)
-        probe = _assign(cd, cent, min(cfg.probes, k), max_mb)
+        probe, slots = _probe(cd, cent, min(cfg.probes, k), cfg.probe_margin, max_mb)
     probes = probe.shape[1]
     order = torch.argsort(assign, stable=True)
-    members = rd[order]
+    members = rd.index_select(0, order)
     m_start = torch.zeros(k + 1, dtype=torch.int64, device=rd.device)
     m_start[1:] = torch.bincount(assign, minlength=k).cumsum(0)
-    flat = probe.reshape(-1)
-    by_cluster = torch.argsort(flat, stable=True)  # pair slots, grouped by cluster
-    cluster_of = flat[by_cluster]
-    queries = cd[by_cluster // probes]
+    flat = probe.view(-1).index_select(0, slots)
+    by_cluster = slots.index_select(0, torch.argsort(flat, stable=True))  # searched slots, by cluster
+    cluster_of = probe.view(-1).index_select(0, by_cluster)
+    content_of = by_cluster // probes
     q_end = torch.bincount(flat, minlength=k).cumsum(0).tolist()
-    vals = torch.full((nc * probes, keep), -torch.inf, dtype=cd.dtype, device=cd.device)
-    local = torch.zeros(nc * probes, keep, dtype=torch.int64, device=cd.device)
     bounds = m_start.tolist()
+    vals = torch.full((by_cluster.numel(), keep), -torch.inf, dtype=cd.dtype, device=cd.device)
+    local = torch.zeros(by_cluster.numel(), keep, dtype=torch.int64, device=cd.device)
     q0 = 0
-    for c in range(k):
+    for c in range(k):  # one GEMM + max per cluster (per block of its queries within max_mb)
         m0, m1, q1 = bounds[c], bounds[c + 1], q_end[c]
         if m1 > m0 and q1 > q0:
-            mem, n_keep = members[m0:m1], min(keep, m1 - m0)
             step = _rows_per_block(m1 - m0, max_mb, cd.element_size())
             for a in range(q0, q1, step):
                 b = min(q1, a + step)
-                s = queries[a:b] @ mem.T
-                if n_keep == 1:
-                    torch.max(s, dim=1, keepdim=True, out=(vals[a:b, :1], local[a:b, :1]))
-                else:
-                    torch.topk(s, n_keep, dim=1, out=(vals[a:b, :n_keep], local[a:b, :n_keep]))
+                s = cd.index_select(0, content_of[a:b]) @ members[m0:m1].T
+                _top(s, min(keep, m1 - m0), vals[a:b], local[a:b])
         q0 = q1
     idx = order[(m_start[cluster_of][:, None] + local).clamp_max(nr - 1)]  # -inf slots: any valid index
-    out_vals = torch.empty_like(vals)
-    out_idx = torch.empty_like(idx)
+    out_vals = torch.full((nc * probes, keep), -torch.inf, dtype=cd.dtype, device=cd.device)
+    out_idx = torch.zeros(nc * probes, keep, dtype=torch.int64, device=cd.device)
     out_vals[by_cluster], out_idx[by_cluster] = vals, idx
     out_vals, out_idx = out_vals.view(nc, probes * keep), out_idx.view(nc, probes * keep)
     if probes * keep > keep:
-        best = out_vals.argmax(1, keepdim=True) if keep == 1 else out_vals.topk(keep, dim=1).indices
+        best = torch.empty(nc, keep, dtype=torch.int64, device=cd.device)
+        _top(out_vals, keep, torch.empty(nc, keep, dtype=cd.dtype, device=cd.device), best)
         out_idx = out_idx.gather(1, best)
     return out_idx
 
 
+def _probe(cd: Tensor, cent: Tensor, probes: int, margin: float, max_mb: float) -> tuple[Tensor, Tensor]:
+    """The ``probes`` best clusters of every content position (``N_c x probes``) and the flat
+    slots (position * probes + rank) to search: those scoring within ``margin`` of the best."""
+    nc = cd.shape[0]
+    probe = torch.empty(nc, probes, dtype=torch.int64, device=cd.device)
+    keep = torch.ones(nc, probes, dtype=torch.bool, device=cd.device)
+    step = _rows_per_block(cent.shape[0], max_mb, cd.element_size())
+    for i in range(0, nc, step):
+        v, probe[i:i + step] = (cd[i:i + step] @ cent.T).topk(probes, dim=1)
+        if margin > 0:
+            torch.ge(v, v[:, :1] - margin * v[:, :1].abs(), out=keep[i:i + step])
+    return probe, keep.view(-1).nonzero()[:, 0]
+
+
+def _top(s: Tensor, k: int, values: Tensor, indices: Tensor) -> None:
+    """The ``k`` largest entries of each row of ``s`` into ``values``/``indices`` (first ``k``
+    columns). For small ``k``, repeated max passes: much faster than ``topk`` on the CPU.
+    ``s`` is overwritten when ``k > 1``."""
+    if k > 4:
+        torch.topk(s, k, dim=1, out=(values[:, :k], indices[:, :k]))
+        return
+    for j in range(k):
+        torch.max(s, dim=1, keepdim=True, out=(values[:, j:j + 1], indices[:, j:j + 1]))
+        if j + 1 < k:
+            s.scatter_(1, indices[:, j:j + 1], -torch.inf)
+
+
 # ----------------------------------------------------------------------------- exact re-scoring
 
-#: Content positions per re-scoring chunk.
-CHUNK = 1024
+
+def _take(values: Tensor, index: Tensor) -> Tensor:
+    """``values[index]`` for a 1-D ``values`` (``index_select``: faster than advanced indexing)."""
+    return values.index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def _rescore(padded: Tensor, H: int, W: int, ref_rows: Tensor, top_left: Tensor, width: Tensor,
@@ -262,14 +335,15 @@ def _rescore(padded: Tensor, H: int, W: int, ref_rows: Tensor, top_left: Tensor,
     for i0 in range(0, n_ext, step):
         i1 = min(n_ext, i0 + step)
         cj = cand_ext[i0:i1]
-        tl, wd = top_left[cj], width[cj]
-        acc = torch.zeros(i1 - i0, t, dtype=padded.dtype, device=padded.device)
+        tl, wd = _take(top_left, cj), _take(width, cj)
+        acc = torch.zeros(t, i1 - i0, dtype=padded.dtype, device=padded.device)
         for dy in range(p):
             c = rows_c[i0 + dy * pw:i1 + dy * pw]
-            rr = rows_r[(tl + dy * wd).reshape(-1)]
-            acc += torch.linalg.vecdot(rr.view(i1 - i0, t, p * C), c[:, None, :]) if t > 1 else \
-                torch.linalg.vecdot(rr, c)[:, None]
-        acc *= inv_norm[cj]
+            rows = tl + dy * wd
+            for j in range(t):
+                acc[j] += torch.linalg.vecdot(rows_r.index_select(0, rows[:, j]), c)
+        acc = acc.T
+        acc *= _take(inv_norm, cj)
         v, k = acc.max(dim=1)
         best[i0:i1], arg[i0:i1] = v, cj.gather(1, k[:, None])[:, 0]
     return best.view(H, pw)[:, :W], arg.view(H, pw)[:, :W]
@@ -294,7 +368,7 @@ def match_approximate(content: Tensor, refs: list[Tensor], patch: int = 3, max_m
                                                                                         strict=True)])
     inv_norm = 1.0 / norms.clamp_min(EPS)
 
-    cd, rd = _descriptors(padded, H, W, ref_rows, shapes, p, cfg.dims)
+    cd, rd = _descriptors(padded, H, W, ref_rows, shapes, p, cfg.dims, max_mb)
     rd.mul_(inv_norm[:, None])
     cand = _search(cd, rd, cfg, max_mb)
     del cd, rd

@@ -263,7 +263,8 @@ def measure_peaks(inputs_path: str, method: str, max_mb: float, approx=None, tim
 
 def bench_swap(width: int, height: int, max_mb: float = 256, repeats: int = 3, vgg_weights: str | None = None,
                mode: str = "exact", compare: bool = False, approx=None, memory: bool = True,
-               naive_max_gb: float = NAIVE_MAX_GB, naive_repeats: int = 1, gemm_n: int = 4096) -> dict:
+               naive_max_gb: float = NAIVE_MAX_GB, naive_repeats: int = 1, gemm_n: int = 4096,
+               warmup: bool = True) -> dict:
     """Time matching + stitching (medians of ``repeats``), one JSON-able dict.
 
     Top-level keys describe ``mode`` (``seconds``, ``match_seconds``, ``stitch_seconds`` —
@@ -289,7 +290,7 @@ def bench_swap(width: int, height: int, max_mb: float = 256, repeats: int = 3, v
             methods.append("naive")
     a, b = torch.randn(gemm_n, gemm_n), torch.randn(gemm_n, gemm_n)
     gemm_seconds(a=a, b=b)  # warm-up
-    for method in methods:  # warm-up (and the result for the quality figures)
+    for method in methods if warmup else ():  # warm-up runs, not timed
         _run(method, inputs, max_mb, approx_dict)
     times: dict[str, dict[str, list]] = {m: {"match": [], "stitch": []} for m in methods}
     corrs, gemm = {}, []
@@ -561,8 +562,11 @@ def bench_approx_quality(results: str = "results", dataset: str = "embedded", vg
     tiers = pd.read_csv(tiers_csv, keep_default_na=False, dtype={"group": str, "ref": str})
     refs_by_level = level_references(ds, tiers)
     exact = SuperResolver(str(ckpt), model="srntt", vgg_weights=vgg_weights, tile=0, match_mode="exact")
+    from .approx import ApproxConfig
+
+    fast_cfg = ApproxConfig.from_any(approx)
     fast = SuperResolver(str(ckpt), model="srntt", vgg_weights=vgg_weights, tile=0, match_mode="approximate",
-                         approx=approx)
+                         approx=fast_cfg)
     rows = []
     for g in ds.groups:
         lr = read_image(lr_path(root / "data" / dataset / "lr", "test", g.name))
@@ -575,7 +579,11 @@ def bench_approx_quality(results: str = "results", dataset: str = "embedded", vg
             a, b = psnr(exact(lr, refs), hr), psnr(fast(lr, refs), hr)
             rows.append({"group": g.name, "level": level, "psnr_exact": a, "psnr_approx": b, "delta": b - a})
     deltas = [r["delta"] for r in rows]
+    per_level = {lv: float(np.mean([r["delta"] for r in rows if r["level"] == lv]))
+                 for lv in LEVELS if any(r["level"] == lv for r in rows)}
     return {"benchmark": "approx_quality", "dataset": dataset, "checkpoint": str(ckpt), "images": len(rows),
+            "approx_config": {f: getattr(fast_cfg, f) for f in fast_cfg.__dataclass_fields__},
+            "mean_delta_db_per_level": per_level,
             "mean_psnr_exact": float(np.mean([r["psnr_exact"] for r in rows])),
             "mean_psnr_approx": float(np.mean([r["psnr_approx"] for r in rows])),
             "mean_delta_db": float(np.mean(deltas)), "max_abs_delta_db": float(np.max(np.abs(deltas))),
@@ -592,9 +600,10 @@ def bench_all(out_dir: str = "results/bench", markdown: str | None = "BENCHMARKS
     out.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine_info()}
     sizes = ("160x160",) if quick else SIZES
+    big = {"1000x1000"}  # an exact run takes about half a minute here: one timed run, no warm-up
     steps = [(f"swap_{size}", lambda size=size: bench_swap(
-        *parse_size(size), repeats=2 if (quick or size == "1000x1000") else 5, compare=True,
-        vgg_weights=vgg_weights, naive_repeats=1 if size != "160x160" else 3)) for size in sizes]
+        *parse_size(size), repeats=1 if size in big else (2 if quick else 5), compare=True, vgg_weights=vgg_weights,
+        naive_repeats=1 if size != "160x160" else 3, warmup=size not in big)) for size in sizes]
     steps += [("train", lambda: bench_train(iterations=1 if quick else 3, vgg_weights=vgg_weights,
                                             sizes=("default",) if quick else ("default", "paper"))),
               ("infer", lambda: bench_infer("160x160" if quick else "500x332", repeats=1 if quick else 2,
@@ -640,12 +649,44 @@ def _f(x, digits: int = 2, unit: str = "") -> str:
     return f"{x:.{digits}f}{unit}"
 
 
+def _targets(results: dict) -> list[str]:
+    """Issue 6's targets against this run (CPU, 500x332 unless stated)."""
+    r, big, q = results.get("swap_500x332"), results.get("swap_1000x1000"), results.get("approx_quality")
+    if not r or "error" in r:
+        return []
+
+    def mark(ok: bool | None) -> str:
+        return "–" if ok is None else ("met" if ok else "**not met**")
+
+    a = r.get("approximate") or {}
+    peak, peak_big = r.get("peak_extra_mb"), (big or {}).get("peak_extra_mb")
+    dq = None if not q or "mean_delta_db" not in q else q["mean_delta_db"]
+    rows = [("exact search throughput vs fp32 GEMM (same run)", "≥ 80 %",
+             _f(r["gemm_fraction"] * 100, 0, " %"), r["gemm_fraction"] >= 0.8),
+            ("exact search peak extra memory, 500x332 / 1000x1000", "≤ 300 MB",
+             f"{_f(peak, 0)} / {_f(peak_big, 0)} MB",
+             None if peak is None or peak_big is None else max(peak, peak_big) <= 300),
+            ("approximate matching speed-up vs exact (end-to-end swap in brackets)", "≥ 10×",
+             f"{_f(a.get('match_speedup'), 1, '×')} ({_f(a.get('speedup'), 1, '×')})",
+             None if not a else a["match_speedup"] >= 10),
+            ("approximate mean S* vs exact", "≥ 99 %", _f(a.get("score_ratio", float("nan")) * 100, 2, " %"),
+             None if not a else a["score_ratio"] >= 0.99),
+            ("approximate: SRNTT mean PSNR change, embedded test set L1..L5", "≤ 0.05 dB",
+             _f(dq, 3, " dB"), None if dq is None else abs(dq) <= 0.05),
+            ("stitching share of the (exact) swap time", "≤ 5 %", _f(r["stitch_fraction"] * 100, 1, " %"),
+             r["stitch_fraction"] <= 0.05)]
+    out = ["### Issue 6 targets in this run", "", "| target | wanted | measured | |", "|---|---|---:|---|"]
+    out += [f"| {name} | {want} | {got} | {mark(ok)} |" for name, want, got, ok in rows]
+    return out + [""]
+
+
 def render_table(results: dict) -> str:
     """The BENCHMARKS.md tables (markdown) from a suite's results."""
     m = results.get("machine", {})
     lines = [f"Measured on: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('threads', '?')} torch "
              f"threads, {m.get('memory_gb', '?')} GB RAM, torch {m.get('torch', '?')}; load average at start "
              f"{m.get('load_average', '?')}. Medians; seconds are wall-clock.", ""]
+    lines += _targets(results)
     lines += ["### Feature swapping (match at relu3_1 + stitch at relu3_1/2_1/1_1), CPU", "",
               "| HR size | method | match s | stitch s | total s | GFLOP/s (nominal) | vs fp32 GEMM | "
               "match peak MB | stitch peak MB | stitch share | mean S* vs exact | speed-up vs exact |",
@@ -673,7 +714,7 @@ def render_table(results: dict) -> str:
                 f"{_f(x.get('stitch_peak_extra_mb'), 0)} | {_f(x['stitch_fraction'] * 100, 1, ' %')} | "
                 f"{_f(ratio * 100 if ratio is not None else None, 2, ' %')} | {_f(speed, 1, '×')} |")
         lines.append(f"| {size} | *fp32 GEMM 4096² (same run)* | | | | {_f(gemm, 0)} | 100 % | | | | | |")
-    lines += ["", "| GPU (TF32/bf16) | exact / approximate | not yet measured | | | | | | | | | |"]
+    lines += ["| any | GPU (TF32/bf16), exact and approximate | not yet measured | | | | | | | | | |"]
 
     q = results.get("approx_quality")
     if q:
@@ -681,10 +722,13 @@ def render_table(results: dict) -> str:
         if "skipped" in q or "error" in q:
             lines.append(f"Not measured: {q.get('skipped') or q.get('error')}.")
         else:
-            lines += ["| images | mean PSNR exact | mean PSNR approximate | mean change | max abs change |",
-                      "|---:|---:|---:|---:|---:|",
+            levels = q.get("mean_delta_db_per_level", {})
+            lines += ["| images | mean PSNR exact | mean PSNR approximate | mean change | change per level "
+                      f"({', '.join(levels)}) | largest change on one image |",
+                      "|---:|---:|---:|---:|---:|---:|",
                       f"| {q['images']} | {_f(q['mean_psnr_exact'], 3)} dB | {_f(q['mean_psnr_approx'], 3)} dB | "
-                      f"{_f(q['mean_delta_db'], 3)} dB | {_f(q['max_abs_delta_db'], 3)} dB |"]
+                      f"{_f(q['mean_delta_db'], 3, ' dB')} | {', '.join(_f(v, 3) for v in levels.values())} dB | "
+                      f"{_f(q['max_abs_delta_db'], 3)} dB |"]
 
     t = results.get("train")
     if t and "rows" in t:

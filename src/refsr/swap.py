@@ -387,36 +387,42 @@ def _table(m: Tensor, h3: int, w3: int, s: int) -> Tensor:
     return m[:, :h3 * s, :w3 * s].permute(1, 2, 0).reshape(h3 * s * w3, s * C)
 
 
-def _bags(top_left: Tensor, width: Tensor, s: int, p: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def _bags(top_left: Tensor, width: Tensor | int, s: int, p: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """Table rows and weights of every output block row, ``(B*H*s*W) x p*p`` each.
 
-    ``top_left`` (``B x H x W``): table row of each content position's matched patch
-    (its top-left block, first pixel row); ``width``: table rows per pixel row of its reference.
-    Entries of content positions outside the map get weight 0 (and any valid row).
+    ``top_left`` (``B x H x W``): table row of each content position's matched patch (its
+    top-left block, first pixel row); ``width`` (same shape, or one int): table rows per pixel
+    row of its reference. A content position outside the map contributes weight 0 (its row
+    index is a valid placeholder: row 0 plus the in-patch offset). A handful of whole-tensor
+    operations (few, large ops stay fast on a busy machine).
     """
     B, H, W = top_left.shape
-    r, dev = p // 2, top_left.device
-    tl = F.pad(top_left, (r, r, r, r), value=-1)
-    wd = F.pad(width, (r, r, r, r), value=0)
-    sy = torch.arange(s, device=dev)[None, None, :, None]
-    idx = torch.empty(B, H, s, W, p * p, dtype=torch.int64, device=dev)
-    valid = torch.empty(B, H, 1, W, p * p, dtype=dtype, device=dev)
-    for k in range(p * p):
-        dy, dx = divmod(k, p)
-        src = tl[:, 2 * r - dy:2 * r - dy + H, 2 * r - dx:2 * r - dx + W][:, :, None]
-        w = wd[:, 2 * r - dy:2 * r - dy + H, 2 * r - dx:2 * r - dx + W][:, :, None]
-        ok = src >= 0
-        idx[..., k] = torch.where(ok, src + (dy * s + sy) * w + dx, 0)
-        valid[..., k] = ok
-    weights = valid / valid.sum(-1, keepdim=True)  # every block is covered by its own position
-    return idx.view(-1, p * p), weights.expand(B, H, s, W, p * p).reshape(-1, p * p)
+    r = p // 2
+
+    def windows(x: Tensor, fill: int) -> Tensor:  # [..., dy*p+dx] = x at content (Y+r-dy, X+r-dx)
+        x = F.pad(x, (r, r, r, r), value=fill)
+        return x.unfold(1, p, 1).unfold(2, p, 1).flip(-2, -1).reshape(B, H, 1, W, p * p)
+
+    tl = windows(top_left, -1)
+    valid = tl >= 0
+    d = torch.arange(p, device=top_left.device)
+    sy = torch.arange(s, device=top_left.device)[:, None, None]
+    if isinstance(width, int):
+        idx = tl.clamp_min(0) + ((d[:, None] * s * width + d[None, :]).reshape(-1) + sy * width)
+    else:
+        wd = windows(width, 0)
+        dy, dx = d.repeat_interleave(p), d.repeat(p)
+        idx = tl.clamp_min(0) + (dy * s + sy) * wd + dx
+    weights = valid.to(dtype)
+    weights /= weights.sum(-1, keepdim=True)  # every block is covered by its own position
+    return idx.reshape(-1, p * p), weights.expand(B, H, s, W, p * p).reshape(-1, p * p)
 
 
-def _stitch(table: Tensor, top_left: Tensor, width: Tensor, s: int, p: int, max_mb: float) -> Tensor:
+def _stitch(table: Tensor, top_left: Tensor, width: Tensor | int, s: int, p: int, max_mb: float) -> Tensor:
     """Overlap-averaged swapped maps ``B x C x H*s x W*s`` (channels-last memory)."""
     B, H, W = top_left.shape
     C = table.shape[1] // s
-    per_row = W * s * p * p * (8 + table.element_size())  # bag indices + weights per output block row
+    per_row = B * W * s * p * p * (8 + table.element_size())  # bag indices + weights per output block row
     band = max(1, min(H, int(max_mb * 2**20) // max(1, per_row)))
     if band >= H:
         idx, wts = _bags(top_left, width, s, p, table.dtype)
@@ -427,16 +433,11 @@ def _stitch(table: Tensor, top_left: Tensor, width: Tensor, s: int, p: int, max_
     for y0 in range(0, H, band):  # bands of output rows, each with the content rows it needs
         y1 = min(H, y0 + band)
         a, b = max(0, y0 - r), min(H, y1 + r)
-        idx, wts = _bags(top_left[:, a:b], width[:, a:b], s, p, table.dtype)
+        wd = width if isinstance(width, int) else width[:, a:b]
+        idx, wts = _bags(top_left[:, a:b], wd, s, p, table.dtype)
         rows = F.embedding_bag(idx, table, mode="sum", per_sample_weights=wts).view(B, (b - a) * s, W * s, C)
         out[:, y0 * s:y1 * s] = rows[:, (y0 - a) * s:(y1 - a) * s]
     return out.permute(0, 3, 1, 2)
-
-
-def _grid_index(corr: Correspondence) -> tuple[Tensor, Tensor, Tensor]:
-    """``(ref_id, gy, gx)`` of every content position, ``H x W`` int64 each."""
-    gy, gx = corr.grid_pos
-    return corr.ref_id, gy, gx
 
 
 def _fit_output(M: Tensor, out_h: int, out_w: int, s: int) -> Tensor:
@@ -472,8 +473,11 @@ def swap(corr: Correspondence, ref_feats: list[dict[str, Tensor]],
     if len(ref_feats) != len(corr.ref_shapes):
         raise ValueError(f"{len(ref_feats)} reference feature sets for {len(corr.ref_shapes)} references")
     dev = corr.index.device
-    rid, gy, gx = _grid_index(corr)
-    w3 = torch.tensor([w for _, w in corr.ref_shapes], device=dev)
+    if len(corr.ref_shapes) == 1:
+        gw = corr.ref_shapes[0][1] - corr.patch + 1
+        rid, gy, gx = None, corr.index // gw, corr.index % gw
+    else:
+        rid, (gy, gx) = corr.ref_id, corr.grid_pos
     out = {}
     for layer, s in SWAP_SCALES.items():
         if not all(layer in f for f in ref_feats):
@@ -484,10 +488,13 @@ def swap(corr: Correspondence, ref_feats: list[dict[str, Tensor]],
             _check_map(m, i, layer, h3, w3i, s)
             tables.append(_table(m, h3, w3i, s))
             sizes.append(sizes[-1] + tables[-1].shape[0])
-        table = tables[0] if len(tables) == 1 else torch.cat(tables)
-        bases = torch.tensor(sizes[:-1], device=dev)
-        top_left = bases[rid] + gy * s * w3[rid] + gx
-        M = _stitch(table, top_left[None], w3[rid][None], s, corr.patch, max_mb)
+        if rid is None:
+            w3 = corr.ref_shapes[0][1]
+            M = _stitch(tables[0], (gy * (s * w3) + gx)[None], w3, s, corr.patch, max_mb)
+        else:
+            w3 = torch.tensor([w for _, w in corr.ref_shapes], device=dev)[rid]
+            top_left = torch.tensor(sizes[:-1], device=dev)[rid] + gy * s * w3 + gx
+            M = _stitch(torch.cat(tables), top_left[None], w3[None], s, corr.patch, max_mb)
         out[layer] = _fit_output(M, out_h, out_w, s)
     return out
 
@@ -528,7 +535,7 @@ def swap_batch(corrs: list[Correspondence], ref_feats: dict[str, Tensor],
         index = torch.stack([c.index.to(dev) for c in corrs])
         base = torch.arange(B, device=dev)[:, None, None] * (h3 * s * w3)
         top_left = base + (index // gw) * s * w3 + index % gw
-        M = _stitch(table, top_left, torch.full_like(top_left, w3), s, first.patch, max_mb)
+        M = _stitch(table, top_left, w3, s, first.patch, max_mb)
         out[layer] = _fit_output(M, out_h, out_w, s)
     return out
 
@@ -566,8 +573,11 @@ def ref_down_up(ref: Tensor, scale: int = 4) -> Tensor:
 
 def _features(vgg, img: Tensor, layers: tuple[str, ...]) -> dict[str, Tensor]:
     """Run ``vgg`` without gradients and check that it provides ``layers``."""
-    with torch.no_grad():  # channels-last: faster convolutions, and rows for matching/stitching
-        feats = vgg(img.contiguous(memory_format=torch.channels_last))
+    # Channels-last: faster convolutions, and pixel rows for matching/stitching. A clone gives
+    # canonical strides (an N = 1 tensor can pass as channels-last with strides the
+    # convolutions do not keep).
+    with torch.no_grad():
+        feats = vgg(img.clone(memory_format=torch.channels_last))
     missing = [name for name in layers if name not in feats]
     if missing:
         raise RefsrError("vgg", f"the feature extractor lacks {', '.join(missing)}; load it with "
