@@ -32,3 +32,11 @@ def root() -> Path:
 @pytest.fixture
 def rng() -> np.random.RandomState:
     return np.random.RandomState(0)
+
+
+@pytest.fixture(scope="session")
+def vgg(vgg_weights):
+    """VGG19 up to relu3_1 with the offline weights (skips when there are none)."""
+    from refsr.vgg import load_vgg19
+
+    return load_vgg19(("relu1_1", "relu2_1", "relu3_1"))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,11 +9,9 @@ import torch.nn.functional as F
 from skimage import data
 
 from refsr import swap as S
-from refsr import vgg as V
 from refsr.approx import ApproxConfig, match_approximate
+from refsr.imageio import to_tensor
 from refsr.resize import degrade, upscale
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_conv1_1-conv3_1.pth"
 
 
 def exact_patch_scores(content: torch.Tensor, refs: list[torch.Tensor], patch: int = 3) -> torch.Tensor:
@@ -110,18 +105,6 @@ def test_config_validation():
 # ----------------------------------------------------------------------------- real features
 
 
-@pytest.fixture(scope="module")
-def vgg():
-    path = Path(os.environ.get(V.ENV_VAR) or SHARED)
-    if not path.is_file():
-        pytest.skip(f"VGG19 weights not available at {path}")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(V.ENV_VAR, str(path))
-        return V.load_vgg19(("relu1_1", "relu2_1", "relu3_1"))
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
 
 
 @pytest.mark.parametrize("photo, ref_photo", [("chelsea", "chelsea"), ("astronaut", "coffee")])

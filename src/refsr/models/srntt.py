@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import RefsrError
-from .srresnet import ContentExtractor, ResidualBlock, bicubic_x4, conv3x3, upsample_x2
+from .srresnet import (
+    ContentExtractor,
+    ResidualBlock,
+    bicubic_x4,
+    conv3x3,
+    rgb_tail,
+    upsample_x2,
+)
 
 #: Swapped-map layers in the order the texture transfer consumes them.
 TRANSFER_LAYERS = ("relu3_1", "relu2_1", "relu1_1")
@@ -88,10 +95,7 @@ class SRNTT(nn.Module):
         )
         self.up1 = upsample_x2(n_feats)
         self.up2 = upsample_x2(n_feats)
-        self.tail = conv3x3(n_feats, 3)
-        if residual_over_bicubic:
-            nn.init.zeros_(self.tail.weight)
-            nn.init.zeros_(self.tail.bias)
+        self.tail = rgb_tail(n_feats, zero_init=residual_over_bicubic)
 
     def features(self, lr: Tensor) -> Tensor:
         """Content features ψ (N×n_feats×h×w)."""

@@ -30,6 +30,16 @@ def upsample_x2(n_feats: int) -> nn.Sequential:
     return nn.Sequential(conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2), nn.ReLU(inplace=True))
 
 
+def rgb_tail(n_feats: int, zero_init: bool) -> nn.Conv2d:
+    """The last conv to RGB; zero-initialised for residual-over-bicubic models (which then
+    start as exact bicubic upsampling)."""
+    tail = conv3x3(n_feats, 3)
+    if zero_init:
+        nn.init.zeros_(tail.weight)
+        nn.init.zeros_(tail.bias)
+    return tail
+
+
 class ResidualBlock(nn.Module):
     """conv → ReLU → conv, scaled by ``res_scale``, plus the identity (no batch norm)."""
 
@@ -94,10 +104,7 @@ class SRResNet(nn.Module):
         self.residual_over_bicubic = residual_over_bicubic
         self.extractor = ContentExtractor(n_blocks, n_feats, res_scale)
         self.upsample = nn.Sequential(upsample_x2(n_feats), upsample_x2(n_feats))
-        self.tail = conv3x3(n_feats, 3)
-        if residual_over_bicubic:
-            nn.init.zeros_(self.tail.weight)
-            nn.init.zeros_(self.tail.bias)
+        self.tail = rgb_tail(n_feats, zero_init=residual_over_bicubic)
 
     def features(self, lr: Tensor) -> Tensor:
         """The content features (N×n_feats×h×w) that SRNTT's content extractor computes."""
