@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_ARGS)
@@ -44,7 +45,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts
 
 report: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
 # Benchmark suite (about 5 minutes on 2 CPU cores): results/bench/*.json and the table in BENCHMARKS.md.
