@@ -40,9 +40,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Lint: the workflow (snakemake --lint, snakefmt), the Python (ruff) and the layer
+# contracts between the package's stages (import-linter, see docs/architecture.md).
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check workflow
 	$(BIN)/ruff check src tests scripts
+	$(BIN)/lint-imports
 
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)

@@ -1,13 +1,6 @@
 """Rule degrade: LR (bicubic x1/scale) of every test HR and training input."""
 
-from refsr.datasets import read_manifest
-from refsr.datasets.lr import write_lr
-from refsr.scripting import run
-
-
-def main(smk):
-    ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    write_lr(ds, smk.output[0], smk.params.scale, smk.params.resize)
-
+from refsr.stages.degrade import main
+from refsr.stages.runner import run
 
 run(main, snakemake)  # noqa: F821

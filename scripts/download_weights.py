@@ -1,18 +1,6 @@
 """Rule download_weights: the ImageNet weights this config needs, into the torch hub cache."""
 
-import logging
-
-from refsr.scripting import run
-from refsr.weights import WEIGHTS, download
-
-log = logging.getLogger("refsr")
-
-
-def main(smk):
-    if not smk.params.names:
-        log.info("the config names local files for every weight; nothing to download")
-    for name, path in download(smk.params.names).items():
-        log.info("%s: %s (%s)", name, path, WEIGHTS[name][1])
-
+from refsr.stages.download_weights import main
+from refsr.stages.runner import run
 
 run(main, snakemake)  # noqa: F821

@@ -1,25 +1,6 @@
-"""Rule train_{model}: resumable training; writes the final checkpoint and the log CSV.
+"""Rule train (every trainable model of the registry): refsr.stages.train."""
 
-Given more than one GPU (``resources: gpu=N``), training runs data-parallel under torchrun.
-"""
-
-from refsr.distributed import launch
-from refsr.scripting import run
-from refsr.train import run_training
-from refsr.train_config import TrainConfig
-
-
-def main(smk):
-    cfg = TrainConfig(**smk.params.train)
-    args = dict(manifest=smk.input.manifest, lr_dir=smk.input.lr, corr_dir=smk.input.get("corr"),
-                init_ckpt=smk.input.get("init"), state_path=smk.params.state,
-                checkpoint=smk.output.checkpoint, log_csv=smk.output.log_csv,
-                scale=smk.params.scale, vgg_weights=smk.params.vgg19_weights)
-    gpus = int(smk.resources.get("gpu") or 0)
-    if gpus > 1:
-        launch(gpus, cfg, threads=smk.threads, **args)
-    else:
-        run_training(cfg, **args)
-
+from refsr.stages.runner import run
+from refsr.stages.train import main
 
 run(main, snakemake)  # noqa: F821

@@ -37,6 +37,47 @@ def rng() -> np.random.RandomState:
 @pytest.fixture(scope="session")
 def vgg(vgg_weights):
     """VGG19 up to relu3_1 with the offline weights (skips when there are none)."""
-    from refsr.vgg import load_vgg19
+    from refsr.features.vgg import load_vgg19
 
     return load_vgg19(("relu1_1", "relu2_1", "relu3_1"))
+
+
+# ----------------------------------------------------------------------------- config helpers
+# Code receives validated config values (defaults from the schema); tests build theirs the
+# same way, overriding only what they change.
+
+
+def arch(**overrides) -> dict:
+    """The schema's ``arch`` section with ``overrides``."""
+    from refsr.core.config import defaults
+
+    return {**defaults("arch"), **overrides}
+
+
+def train_config(model: str, **overrides):
+    """:class:`~refsr.training.config.TrainConfig` of ``model`` from the schema's defaults,
+    with fields replaced by ``overrides`` (``arch``/``loss``/``disc`` dicts are merged)."""
+    import dataclasses
+
+    from refsr.core.config import defaults
+    from refsr.models import registry
+    from refsr.training.config import config_for
+
+    cfg = config_for(model, defaults())
+    for key in ("arch", "loss", "disc"):
+        if key in overrides:
+            merged = {**getattr(cfg, key), **overrides.pop(key)}
+            if key == "arch":
+                merged = {k: merged[k] for k in registry.get(model).arch_keys}
+            overrides[key] = merged
+    return dataclasses.replace(cfg, **overrides)
+
+
+def protocol(**overrides):
+    """The default evaluation protocol with fields replaced by ``overrides``."""
+    import dataclasses
+
+    from refsr.core.config import defaults
+    from refsr.evaluation.protocol import protocol_from_config
+
+    return dataclasses.replace(protocol_from_config(defaults()), **overrides)

@@ -8,10 +8,12 @@ import torch
 import torch.nn.functional as F
 from skimage import data
 
-from refsr import swap as S
-from refsr.approx import ApproxConfig, match_approximate
-from refsr.imageio import to_tensor
-from refsr.resize import degrade, upscale
+from refsr import matching as S
+from refsr.core.config import defaults
+from refsr.core.errors import RefsrError
+from refsr.core.imageio import to_tensor
+from refsr.data.resize import degrade, upscale
+from refsr.matching.approximate import ApproxConfig, match_approximate
 
 
 def exact_patch_scores(content: torch.Tensor, refs: list[torch.Tensor], patch: int = 3) -> torch.Tensor:
@@ -86,19 +88,20 @@ def test_deterministic():
 
 
 def test_config_validation():
-    assert ApproxConfig.from_any(None) == ApproxConfig()
+    base = defaults("matching.approximate")
+    assert ApproxConfig.from_any(None) == ApproxConfig(**base)  # the schema's defaults
     assert ApproxConfig.from_any({"probes": 4}).probes == 4
-    cfg = ApproxConfig(dims=32)
+    cfg = ApproxConfig(**{**base, "dims": 32})
     assert ApproxConfig.from_any(cfg) is cfg
     with pytest.raises(ValueError, match="unknown"):
         ApproxConfig.from_any({"prob": 4})
     with pytest.raises(ValueError, match="probes"):
-        ApproxConfig(probes=0)
+        ApproxConfig(**{**base, "probes": 0})
     with pytest.raises(ValueError, match="dims"):
-        ApproxConfig(dims=-1)
+        ApproxConfig(**{**base, "dims": -1})
     with pytest.raises(ValueError, match="probe_margin"):
-        ApproxConfig(probe_margin=-0.1)
-    with pytest.raises(ValueError, match="mode"):
+        ApproxConfig(**{**base, "probe_margin": -0.1})
+    with pytest.raises(RefsrError, match="mode"):
         S.match(torch.rand(4, 5, 5), [torch.rand(4, 5, 5)], mode="fast")
 
 
@@ -124,26 +127,16 @@ def test_default_config_keeps_99_percent_of_s_star(vgg, photo, ref_photo):
     assert approx.cosine.mean() >= 0.99 * exact.cosine.mean()
 
 
-def test_schema_defaults_match_the_dataclass(root):
-    import yaml
-
-    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    matching = schema["properties"]["matching"]["properties"]
-    assert matching["mode"]["enum"] == ["exact", "approximate"] and matching["mode"]["default"] == "exact"
-    props = matching["approximate"]["properties"]
-    assert {k: v["default"] for k, v in props.items()} == {f: getattr(ApproxConfig(), f)
-                                                           for f in ApproxConfig.__dataclass_fields__}
-
-
 def test_super_resolver_and_cli_match_mode(tmp_path, vgg_weights):
+    from conftest import arch as arch_section
     from PIL import Image
 
     from refsr.cli import main
-    from refsr.errors import RefsrError
-    from refsr.infer import SuperResolver
-    from refsr.models import build_model, save_checkpoint
+    from refsr.core.errors import RefsrError
+    from refsr.inference.resolver import SuperResolver
+    from refsr.models.checkpoint import build_model, save_checkpoint
 
-    arch = {"n_blocks": 1, "n_feats": 8, "n_blocks_transfer": [1, 1, 1]}
+    arch = arch_section(n_blocks=1, n_feats=8, n_blocks_transfer=[1, 1, 1])
     torch.manual_seed(0)
     model = build_model("srntt", arch)
     with torch.no_grad():

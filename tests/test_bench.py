@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from refsr import bench as B
+from refsr.bench import dag, markdown, measure, swap
 from refsr.cli import main
-from refsr.errors import RefsrError
+from refsr.core.errors import RefsrError
+from refsr.models import registry
 
 SWAP_KEYS = {"benchmark", "hr_size", "content_positions", "ref_patches", "patch_dim", "mode", "seconds",
              "match_seconds", "stitch_seconds", "swap_seconds", "gflop_per_s", "peak_extra_mb",
@@ -21,7 +22,7 @@ OTHER_KEYS = {"seconds", "match_seconds", "stitch_seconds", "gflop_per_s", "peak
 
 @pytest.fixture(scope="module")
 def swap_result(vgg_weights):
-    return B.bench_swap(48, 40, repeats=1, compare=True, gemm_n=128, vgg_weights=vgg_weights)
+    return swap.bench_swap(48, 40, repeats=1, compare=True, gemm_n=128, vgg_weights=vgg_weights)
 
 
 def test_bench_swap_compare_keys(swap_result):
@@ -50,18 +51,18 @@ def test_cli_bench_errors(capsys):
     assert "--hr-size" in capsys.readouterr().err
     assert main(["bench", "swap", "--hr-size", "40x40", "--repeats", "0"]) == 1
     with pytest.raises(RefsrError, match="hr-size"):
-        B.parse_size("500-332")
+        measure.parse_size("500-332")
 
 
 def test_rss_peak_sees_an_allocation():
-    with B.rss_peak() as peak:
+    with measure.rss_peak() as peak:
         x = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
         del x
     assert peak["mb"] >= 40
 
 
 def test_markdown_table_regenerated(tmp_path, swap_result):
-    results = {"machine": B.machine_info(), "swap_160x160": swap_result,
+    results = {"machine": measure.machine_info(), "swap_160x160": swap_result,
                "train": {"cache_seconds_per_pair": 0.1, "rows": [
                    {"model": "srntt", "size": "default", "arch": {"n_blocks": 4, "n_feats": 32,
                                                                   "n_blocks_transfer": [2, 1, 1]},
@@ -71,23 +72,23 @@ def test_markdown_table_regenerated(tmp_path, swap_result):
                "dag": {"groups": 126, "models": 5, "levels": 7, "jobs": 900, "seconds": 3.0},
                "approx_quality": {"skipped": "missing checkpoint"}}
     md = tmp_path / "BENCHMARKS.md"
-    md.write_text(f"# Benchmarks\n\nProse before.\n\n{B.MARK_BEGIN}\nold table\n{B.MARK_END}\n\nProse after.\n")
-    B.update_markdown(md, results)
+    md.write_text(f"# Benchmarks\n\nProse before.\n\n{markdown.MARK_BEGIN}\nold table\n{markdown.MARK_END}\n\nProse after.\n")
+    markdown.update_markdown(md, results)
     text = md.read_text()
     assert "Prose before." in text and "Prose after." in text and "old table" not in text
-    assert text.count(B.MARK_BEGIN) == 1 and text.count(B.MARK_END) == 1
+    assert text.count(markdown.MARK_BEGIN) == 1 and text.count(markdown.MARK_END) == 1
     assert "| 48x40 |" not in text  # only the suite's sizes are tabulated
     results["swap_160x160"] = dict(swap_result, hr_size="160x160")
-    B.update_markdown(md, results)
+    markdown.update_markdown(md, results)
     text = md.read_text()
     for needle in ("| 160x160 | exact |", "| 160x160 | approximate |", "| 160x160 | naive full matrix |",
                    "fp32 GEMM", "not yet measured", "| srntt |", "snakemake -n", "Not measured: missing"):
         assert needle in text, needle
-    B.update_markdown(tmp_path / "new.md", results)  # created when missing
-    assert B.MARK_BEGIN in (tmp_path / "new.md").read_text()
+    markdown.update_markdown(tmp_path / "new.md", results)  # created when missing
+    assert markdown.MARK_BEGIN in (tmp_path / "new.md").read_text()
 
 
 @pytest.mark.slow
 def test_bench_dag_small(tmp_path, root):
-    r = B.bench_dag(groups=2, repeats=1, snakefile=str(root / "workflow" / "Snakefile"))
-    assert r["seconds"] > 0 and r["groups"] == 2 and r["models"] == 5 and r["levels"] == 7
+    r = dag.bench_dag(groups=2, repeats=1, snakefile=str(root / "workflow" / "Snakefile"))
+    assert r["seconds"] > 0 and r["groups"] == 2 and r["models"] == len(registry.names()) and r["levels"] == 7

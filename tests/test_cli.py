@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from refsr.cli import main
-from refsr.resize import degrade
+from refsr.data.resize import degrade
 
 REFSR = str(Path(sys.executable).parent / "refsr")
 

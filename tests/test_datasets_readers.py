@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refsr.atomic import atomic_dir
-from refsr.datasets import build
-from refsr.datasets.common import DatasetError, list_images
-from refsr.datasets.cufed5 import build_cufed5
-from refsr.datasets.folder import build_folder
-from refsr.datasets.layout import LEVELS, read_manifest, write_manifest
-from refsr.errors import RefsrError
-from refsr.imageio import read_image
-from refsr.resize import modcrop
+from refsr.core.atomic import atomic_dir
+from refsr.core.errors import RefsrError
+from refsr.core.imageio import read_image
+from refsr.data import build
+from refsr.data.common import DatasetError, list_images
+from refsr.data.cufed5 import build_cufed5
+from refsr.data.folder import build_folder
+from refsr.data.layout import LEVELS, read_manifest, write_manifest
+from refsr.data.resize import modcrop
 
 RNG = np.random.default_rng(0)
 

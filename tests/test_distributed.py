@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import arch, train_config
 
-from refsr.datasets import build_to
-from refsr.datasets.lr import write_lr
-from refsr.distributed import DistContext, launch
-from refsr.errors import RefsrError
-from refsr.models import build_model, load_checkpoint, save_checkpoint
-from refsr.train import run_training
-from refsr.train_config import TrainConfig
+from refsr.core.errors import RefsrError
+from refsr.data import build_to
+from refsr.data.lr import write_lr
+from refsr.models.checkpoint import arch_config, build_model, load_checkpoint, save_checkpoint
+from refsr.training.config import TrainConfig
+from refsr.training.distributed import launch
+from refsr.training.parallel import DistContext
+from refsr.training.trainer import train_model
 
-ARCH = {"n_blocks": 1, "n_feats": 8}
+ARCH = arch_config("srresnet", arch(n_blocks=1, n_feats=8))
 DISC = {"n_feats": 4, "n_down": 2, "n_hidden": 8}
 
 
@@ -30,9 +32,9 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def _cfg(model: str, **kw) -> TrainConfig:
-    base = dict(model=model, arch=ARCH, loss={"perceptual_layer": "relu3_1"}, iterations=4,
+    base = dict(arch=ARCH, loss={"perceptual_layer": "relu3_1"}, iterations=4,
                 batch_size=2, disc=DISC, checkpoint_every=2, log_every=1)
-    return TrainConfig(**{**base, **kw})
+    return train_config(model, **{**base, **kw})
 
 
 def _args(tiny: Path, out: Path, init: str | None = None) -> dict:
@@ -53,14 +55,14 @@ def test_two_processes_match_one(tiny, tmp_path, caplog):
     cfg = _cfg("srresnet")
     with caplog.at_level("INFO", logger="refsr"):
         launch(2, cfg, threads=2, **_args(tiny, tmp_path / "ddp"))
-    run_training(cfg, **_args(tiny, tmp_path / "single"))
+    train_model(cfg, **_args(tiny, tmp_path / "single"))
 
     ddp, single = _weights(tmp_path / "ddp/model/checkpoint.pt"), _weights(tmp_path / "single/model/checkpoint.pt")
     for key in single:
         torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
     text = caplog.text  # the workers' output, relayed by the launcher
     assert "all 2 ranks hold identical weights" in text
-    assert "rank0 INFO refsr.train: srresnet it 4/4" in text and "rank1" not in text  # rank 1: warnings only
+    assert "rank0 INFO refsr.training.trainer: srresnet it 4/4" in text and "rank1" not in text  # rank 1: warnings only
     # one set of outputs, written by rank 0
     assert sorted(p.name for p in (tmp_path / "ddp").rglob("*") if p.is_file()) == [
         "checkpoint.pt", "state.pt", "train_log.csv"]
@@ -95,9 +97,9 @@ def test_shard_takes_every_world_th_index():
 
 LAUNCHER = """
 import json, sys, types
-from refsr.distributed import launch
-from refsr.scripting import run
-from refsr.train_config import TrainConfig
+from refsr.training.distributed import launch
+from refsr.stages.runner import run
+from refsr.training.config import TrainConfig
 
 cfg, args = TrainConfig(**json.loads(sys.argv[1])), json.loads(sys.argv[2])
 run(lambda smk: launch(2, cfg, threads=2, **args), types.SimpleNamespace(log=[], threads=2, rule="train"))
@@ -120,7 +122,7 @@ def test_sigterm_reaches_every_rank_and_rank0_saves(tiny, tmp_path):
     lines, deadline = [], time.monotonic() + 180
     for line in proc.stderr:
         lines.append(line)
-        if "rank0 INFO refsr.train: srresnet it 3/" in line:
+        if "rank0 INFO refsr.training.trainer: srresnet it 3/" in line:
             proc.send_signal(signal.SIGTERM)
             break
         assert time.monotonic() < deadline, "".join(lines)

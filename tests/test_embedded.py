@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from refsr.datasets import LEVELS, build_to, read_manifest
-from refsr.datasets.embedded import LEVEL_SPECS, build_embedded
-from refsr.errors import RefsrError
-from refsr.imageio import read_image
+from refsr.core.errors import RefsrError
+from refsr.core.imageio import read_image
+from refsr.data import LEVELS, build_to, read_manifest
+from refsr.data.embedded import LEVEL_SPECS, build_embedded
 
 CFG = dict(kind="embedded", test_photos=["motorcycle", "astronaut", "chelsea"],
            train_photos=["hubble_deep_field", "brick"], hr_size=98, train_size=64,

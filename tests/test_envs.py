@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
-GPU_RULES = {"train_srresnet", "train_srgan", "train_srntt_l2", "train_srntt", "infer", "evaluate"}
+GPU_RULES = {"train", "infer", "evaluate"}
 # Modules that are not the environment's business: the script preamble imports snakemake
 # from Snakemake's own installation.
 PROVIDED = {"snakemake", "__future__"}
@@ -185,7 +185,7 @@ def test_each_rules_env_covers_what_its_script_imports(device, rules):
         missing = {m for m in third_party_imports(script) if distribution(m) not in packages}
         assert not missing, f"rule {name}: {rule['conda']} lacks {sorted(missing)} imported by {script.name}"
         checked += 1
-    assert checked >= 12
+    assert checked >= 10  # every rule with a script
 
 
 def test_import_scan_follows_refsr_modules():

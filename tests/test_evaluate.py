@@ -8,23 +8,21 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import protocol
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from refsr.datasets import layout
-from refsr.datasets.layout import EVAL_LEVELS, Dataset
-from refsr.errors import RefsrError
-from refsr.evaluate import (
-    COLUMNS,
-    evaluate_model,
-    protocol_from_config,
-    read_eval_csv,
-    run_evaluation,
-)
-from refsr.metrics import LPIPSMetric, Protocol
+from refsr.core.config import validate
+from refsr.core.errors import RefsrError
+from refsr.data import layout
+from refsr.data.layout import EVAL_LEVELS, Dataset
+from refsr.evaluation.lpips import LPIPSMetric
+from refsr.evaluation.protocol import protocol_from_config
+from refsr.evaluation.results import COLUMNS, evaluate_model, read_eval_csv
+from refsr.stages.evaluate import run_evaluation
 
-CONFIG = {"scale": 4, "resize": "matlab", "device": "cpu",
-          "evaluation": {"y_channel": True, "crop": 4, "lpips": False}}
+CONFIG = validate({"scale": 4, "resize": "matlab", "device": "cpu",
+                   "evaluation": {"y_channel": True, "crop": 4, "lpips": False}})
 
 
 def _y(img: np.ndarray) -> np.ndarray:
@@ -71,7 +69,7 @@ def make_dataset(tmp_path, rng, names=("a", "b"), hr_shape=(50, 42), levels=EVAL
 
 def test_values_match_independent_computation(tmp_path, rng):
     ds, sr_dir, srs = make_dataset(tmp_path, rng)
-    df, missing = evaluate_model(ds, sr_dir, Protocol())
+    df, missing = evaluate_model(ds, sr_dir, protocol())
     assert list(df.columns) == list(COLUMNS)
     assert len(df) == 2 * len(EVAL_LEVELS) and not missing
     for row in df.itertuples():
@@ -91,7 +89,7 @@ def test_hand_computed_psnr_on_constant_images(tmp_path):
         (sr_dir / "g").mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((40, 40, 3), 110, np.uint8)).save(sr_dir / "g" / f"{level}.png")
     ds = Dataset("c", root, groups=[layout.TestGroup("g", hr=root / "images" / "g.png")])
-    df, _ = evaluate_model(ds, sr_dir, Protocol())
+    df, _ = evaluate_model(ds, sr_dir, protocol())
     # Y = 16 + v * 219/255: 101.882 -> 102 and 110.471 -> 110; squared error 64 everywhere
     assert df["psnr"].to_numpy() == pytest.approx(10 * math.log10(255**2 / 64.0))
     # constant images: SSIM = (2 mu1 mu2 + C1) / (mu1^2 + mu2^2 + C1), variances 0
@@ -120,7 +118,7 @@ def test_size_mismatch_names_both_files(tmp_path, rng):
     bad = sr_dir / "a" / "L2.png"
     Image.fromarray(np.zeros((40, 44, 3), np.uint8)).save(bad)
     with pytest.raises(RefsrError) as err:
-        evaluate_model(ds, sr_dir, Protocol())
+        evaluate_model(ds, sr_dir, protocol())
     msg = str(err.value)
     assert str(bad) in msg and str(ds.groups[0].hr) in msg and "size mismatch" in msg
     assert "\n" not in msg
@@ -129,7 +127,7 @@ def test_size_mismatch_names_both_files(tmp_path, rng):
 def test_missing_sr_folder_is_a_clear_error(tmp_path, rng):
     ds, _, _ = make_dataset(tmp_path, rng, names=("a",))
     with pytest.raises(RefsrError, match="inference stage"):
-        evaluate_model(ds, tmp_path / "nope", Protocol())
+        evaluate_model(ds, tmp_path / "nope", protocol())
 
 
 def test_unavailable_lpips_gives_nan_and_reason(tmp_path, rng):
@@ -149,8 +147,13 @@ def test_lpips_column_filled_when_a_metric_is_available(tmp_path, rng):
     ds, sr_dir, srs = make_dataset(tmp_path, rng, names=("a",))
     _, hr = srs[("a", "L1")]
     Image.fromarray(hr).save(sr_dir / "a" / "HR.png")  # a perfect output at the HR level
-    metric = LPIPSMetric._random_backbone_for_tests()
-    df, _ = evaluate_model(ds, sr_dir, Protocol(), metric)
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "random_alexnet.pth")
+    metric = LPIPSMetric(weights_path=tmp_path / "random_alexnet.pth", allow_download=False)
+    df, _ = evaluate_model(ds, sr_dir, protocol(), metric)
     assert df["lpips"].notna().all()
     perfect = df[df["level"] == "HR"].iloc[0]
     assert perfect["lpips"] == pytest.approx(0.0, abs=1e-6)
@@ -159,11 +162,11 @@ def test_lpips_column_filled_when_a_metric_is_available(tmp_path, rng):
 
 
 def test_protocol_from_config_options():
-    p = protocol_from_config({"scale": 4, "resize": "pil",
-                              "evaluation": {"y_channel": False, "crop": 0}})
+    p = protocol_from_config(validate({"scale": 4, "resize": "pil",
+                                       "evaluation": {"y_channel": False, "crop": 0}}))
     assert (p.y_channel, p.crop, p.resize) == (False, 0, "pil")
     assert "RGB" in p.describe() and "no border crop" in p.describe() and "PIL" in p.describe()
-    assert protocol_from_config({}) == Protocol()
+    assert protocol_from_config(validate({})) == protocol()
 
 
 def test_csv_roundtrip_keeps_inf_and_nan(tmp_path, rng):

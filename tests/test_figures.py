@@ -10,8 +10,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from refsr.datasets.layout import EVAL_LEVELS, LEVELS, Dataset, write_manifest
-from refsr.evaluate import run_evaluation
+from refsr.core.config import validate
+from refsr.data.layout import EVAL_LEVELS, LEVELS, Dataset, write_manifest
+from refsr.data.resize import degrade
 from refsr.report.figures import (
     borrowed_mosaic,
     comparison_columns,
@@ -19,17 +20,17 @@ from refsr.report.figures import (
     plot_comparison_grid,
     plot_metric_vs_level,
     position_colours,
-    run_figures,
     textured_window,
 )
-from refsr.report.tables import summarise
-from refsr.resize import degrade
+from refsr.report.summary import load_evals, summarise
+from refsr.stages.evaluate import run_evaluation
+from refsr.stages.figures import run_figures
 
 MODELS = ["bicubic", "srresnet", "srntt"]
-CONFIG = {"scale": 4, "resize": "matlab", "device": "cpu", "vgg19_weights": None,
-          "matching": {"max_mb": 64},
-          "evaluation": {"lpips": False, "grid_crop": 24, "grid_levels": ["L1", "L5"],
-                         "levels_figure_metrics": ["psnr", "ssim", "lpips"]}}
+CONFIG = validate({"scale": 4, "resize": "matlab", "device": "cpu", "vgg19_weights": None,
+                   "matching": {"max_mb": 64},
+                   "evaluation": {"lpips": False, "grid_crop": 24, "grid_levels": ["L1", "L5"],
+                                  "levels_figure_metrics": ["psnr", "ssim", "lpips"]}})
 
 
 def _nonempty(path) -> bool:
@@ -39,8 +40,8 @@ def _nonempty(path) -> bool:
 @pytest.fixture
 def tiny(tmp_path):
     """Two 48x48 test groups with five references each, LR, tiers CSV and SR outputs."""
-    from refsr.datasets import layout
-    from refsr.datasets.lr import lr_path
+    from refsr.data import layout
+    from refsr.data.lr import lr_path
 
     photo = skimage.data.astronaut()
     root = tmp_path / "data"
@@ -86,8 +87,6 @@ def tiny(tmp_path):
 
 
 def test_metric_vs_level_png_and_pdf(tiny):
-    from refsr.report.tables import load_evals
-
     evals, _ = load_evals(tiny["csvs"])
     summary = summarise(evals)
     assert summary.loc[(summary["model"] == "srntt") & (summary["level"] == "L3"), "n_missing"].item() == 1

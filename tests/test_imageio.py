@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refsr.errors import RefsrError
-from refsr.imageio import check_min_size, read_image, to_float, to_uint8, write_image
+from refsr.core.errors import RefsrError
+from refsr.core.imageio import check_min_size, read_image, to_float, to_uint8, write_image
 
 RNG = np.random.default_rng(0)
 
@@ -235,9 +235,9 @@ def test_write_image_rejects_float_and_keeps_old_file(tmp_path: Path):
 
 
 def test_check_min_size():
-    check_min_size(np.zeros((12, 12, 3), np.uint8), 12, "x.png")
+    check_min_size(np.zeros((12, 12, 3), np.uint8), "x.png")  # MIN_SIDE = 12
     with pytest.raises(RefsrError, match=r"^x\.png: reference is 20x11, smaller than the minimum 12x12$"):
-        check_min_size(np.zeros((11, 20, 3), np.uint8), 12, "x.png", what="reference")
+        check_min_size(np.zeros((11, 20, 3), np.uint8), "x.png", what="reference")
 
 
 def test_float_conversions():
@@ -251,7 +251,7 @@ def test_float_conversions():
 def test_atomic_outputs_get_normal_permissions(tmp_path):
     import os
 
-    from refsr.atomic import atomic_dir, write_text
+    from refsr.core.atomic import atomic_dir, write_text
 
     write_text(tmp_path / "a.txt", "x")
     with atomic_dir(tmp_path / "d") as d:

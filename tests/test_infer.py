@@ -5,27 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import arch
 from PIL import Image
 
 from refsr.cli import main
-from refsr.errors import RefsrError
-from refsr.infer import SuperResolver
-from refsr.models import build_model, save_checkpoint
-from refsr.resize import upscale
+from refsr.core.errors import RefsrError
+from refsr.data.resize import upscale
+from refsr.inference.resolver import SuperResolver
+from refsr.models.checkpoint import arch_config, build_model, save_checkpoint
 
-ARCH = {"n_blocks": 1, "n_feats": 8, "n_blocks_transfer": [1, 1, 1]}
+ARCH = arch(n_blocks=1, n_feats=8, n_blocks_transfer=[1, 1, 1])
 
 
 def _ckpt(tmp_path, name, perturb=True):
     torch.manual_seed(0)
-    arch = ARCH if name.startswith("srntt") else {k: v for k, v in ARCH.items() if k != "n_blocks_transfer"}
-    model = build_model(name, arch)
+    sizes = arch_config(name, ARCH)
+    model = build_model(name, sizes)
     if perturb:  # leave "exactly bicubic" so tiling differences would show
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(0.01 * torch.randn_like(p))
     path = tmp_path / f"{name}.pt"
-    save_checkpoint(path, model, name, arch)
+    save_checkpoint(path, model, name, sizes)
     return str(path)
 
 
@@ -78,11 +79,11 @@ def test_tiling_matches_whole_image(model, tmp_path, vgg_weights):
 def test_rgba_reference_and_untrained_srntt_is_bicubic(images, tmp_path, vgg_weights):
     ckpt = _ckpt(tmp_path, "srntt", perturb=False)
     lr = np.asarray(Image.open(images["lr"]))
-    from refsr.imageio import read_image
+    from refsr.core.imageio import read_image
 
     sr = SuperResolver(ckpt)(lr, [read_image(images["rgba"])])
     # an untrained residual-over-bicubic SRNTT outputs the network's bicubic base exactly
-    from refsr.imageio import from_tensor, to_tensor
+    from refsr.core.imageio import from_tensor, to_tensor
 
     base = torch.nn.functional.interpolate(to_tensor(lr), scale_factor=4, mode="bicubic", align_corners=False)
     assert np.abs(sr.astype(int) - from_tensor(base).astype(int)).max() <= 1

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from refsr.errors import RefsrError
-from refsr.losses import (
+from refsr.core.config import defaults, validate
+from refsr.core.errors import RefsrError
+from refsr.training.losses import (
     GeneratorLoss,
     LossConfig,
     PerceptualLoss,
@@ -146,25 +147,34 @@ def test_wgan_signs():
     assert d["total"].item() == pytest.approx(d["wgan"].item() + 10 * d["gp"].item())
 
 
+def loss_section(**overrides) -> dict:
+    """The schema's ``loss`` section with ``overrides``."""
+    return {**defaults("loss"), **overrides}
+
+
 def test_loss_config():
-    assert LossConfig.from_dict({}) == LossConfig()
-    l2 = LossConfig.from_dict({}, model="srntt_l2")
+    base = LossConfig.from_dict(loss_section())
+    assert (base.reconstruction, base.perceptual, base.texture, base.adversarial, base.gp) == \
+        (1.0, 1e-4, 1e-4, 1e-6, 10.0)  # the paper's weights, as the schema's defaults
+    l2 = LossConfig.from_dict(loss_section(), model="srntt_l2")
     assert l2.active() == ("reconstruction",) and l2.vgg_layers() == ()
-    full = LossConfig.from_dict({"perceptual_layer": "relu3_1"}, model="srntt")
+    full = LossConfig.from_dict(loss_section(perceptual_layer="relu3_1"), model="srntt")
     assert full.active() == ("reconstruction", "perceptual", "texture", "adversarial")
     assert full.vgg_layers() == ("relu1_1", "relu2_1", "relu3_1")
-    assert LossConfig.from_dict({}, model="srgan").vgg_layers() == ("relu5_1",)
+    assert LossConfig.from_dict(loss_section(), model="srgan").vgg_layers() == ("relu5_1",)
     with pytest.raises(RefsrError, match="unknown key"):
-        LossConfig.from_dict({"txture": 1})
-    with pytest.raises(RefsrError, match="texture"):
-        LossConfig.from_dict({"texture": -1})
+        LossConfig.from_dict(loss_section(txture=1))
+    with pytest.raises(RefsrError, match="missing key"):
+        LossConfig.from_dict({"texture": 1})
+    with pytest.raises(RefsrError, match="config key loss.texture"):
+        validate({"loss": {"texture": -1}})  # values are checked once, by the schema
 
 
 def test_generator_loss_combines_terms():
     vgg = TinyVGG()
     critic = LinearCritic(torch.randn(1, 3, 20, 24) * 0.01)
     cfg = LossConfig.from_dict(
-        {"texture": 0.5, "perceptual": 0.25, "adversarial": 0.125}, model="srntt"
+        loss_section(texture=0.5, perceptual=0.25, adversarial=0.125), model="srntt"
     )
     loss = GeneratorLoss(cfg, vgg=vgg, disc=critic)
     sr = torch.rand(2, 3, 20, 24, requires_grad=True)
@@ -181,7 +191,7 @@ def test_generator_loss_combines_terms():
     assert out["total"].item() == pytest.approx(expected.item())
     out["total"].backward()
     assert sr.grad is not None
-    only_l1 = GeneratorLoss(LossConfig.from_dict({}, model="srresnet"))(sr, hr)
+    only_l1 = GeneratorLoss(LossConfig.from_dict(loss_section(), model="srresnet"))(sr, hr)
     assert set(only_l1) == {"reconstruction", "total"}
     with pytest.raises(ValueError, match="VGG"):
         GeneratorLoss(cfg, disc=critic)

@@ -1,4 +1,4 @@
-"""Tests for refsr.metrics: hand-computed values, skimage cross-checks, LPIPS offline behaviour.
+"""Tests for refsr.evaluation (metrics, lpips, protocol): hand-computed values, skimage cross-checks, LPIPS offline behaviour.
 
 No test touches the network: LPIPS tests point TORCH_HOME at an empty directory and make
 every download path raise URLError.
@@ -11,19 +11,14 @@ import urllib.error
 
 import numpy as np
 import pytest
+from conftest import protocol
 
-from refsr import metrics
-from refsr.errors import RefsrError
-from refsr.metrics import (
-    LPIPSMetric,
-    Protocol,
-    crop_border,
-    psnr,
-    quantize_uint8,
-    rgb2ycbcr_y,
-    score_pair,
-    ssim,
-)
+from refsr.core.errors import RefsrError
+from refsr.evaluation import lpips as lpips_module
+from refsr.evaluation import metrics
+from refsr.evaluation.lpips import LPIPSMetric
+from refsr.evaluation.metrics import crop_border, psnr, quantize_uint8, rgb2ycbcr_y, ssim
+from refsr.evaluation.protocol import score_pair
 
 
 def gray(value: int, h: int = 24, w: int = 20) -> np.ndarray:
@@ -275,7 +270,7 @@ def offline(tmp_path, monkeypatch):
         raise urllib.error.URLError("network disabled in tests")
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.delenv(metrics.LPIPS_WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(lpips_module.LPIPS_WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", no_network)
@@ -300,7 +295,7 @@ def test_lpips_no_download_mode_is_nan(offline):
 
 
 def test_lpips_missing_local_file(offline, monkeypatch):
-    monkeypatch.setenv(metrics.LPIPS_WEIGHTS_ENV, str(offline / "nope.pth"))
+    monkeypatch.setenv(lpips_module.LPIPS_WEIGHTS_ENV, str(offline / "nope.pth"))
     m = LPIPSMetric()
     assert not m.available
     assert "nope.pth" in m.reason and "not found" in m.reason
@@ -321,13 +316,21 @@ def test_lpips_bad_local_file(offline):
 
 
 @pytest.fixture(scope="module")
-def random_lpips():
-    return LPIPSMetric._random_backbone_for_tests(seed=0)
+def random_lpips(tmp_path_factory):
+    """LPIPS through its real loading path, from a file holding a random torchvision AlexNet
+    (for exercising the code only: never a reported number)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("lpips") / "random_alexnet.pth"
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    return LPIPSMetric(weights_path=path, allow_download=False)
 
 
 def test_lpips_random_trunk_identity_zero_and_positive(random_lpips):
     assert random_lpips.available
-    assert "RANDOM" in random_lpips.source
+    assert "random_alexnet.pth" in random_lpips.source
     x = textured(1, 64, 64)
     y = noisy(x, 30)
     assert random_lpips(x, x) == pytest.approx(0.0, abs=1e-7)
@@ -353,7 +356,7 @@ def test_lpips_loads_local_torchvision_state_dict(offline, monkeypatch, layout):
         state = {k: v for k, v in state.items() if k.startswith("features.")}
     path = offline / "alexnet.pth"
     torch.save(state, path)
-    monkeypatch.setenv(metrics.LPIPS_WEIGHTS_ENV, str(path))
+    monkeypatch.setenv(lpips_module.LPIPS_WEIGHTS_ENV, str(path))
     m = LPIPSMetric()
     assert m.available, m.reason
     assert m.reason is None and "alexnet.pth" in m.source and "sha256" in m.source
@@ -380,7 +383,7 @@ def test_score_pair_keys():
 
 
 def test_protocol_defaults_and_describe():
-    p = Protocol()
+    p = protocol()  # the schema's defaults
     assert (p.scale, p.crop, p.y_channel, p.resize, p.rounding, p.round_y) == (
         4,
         4,
@@ -401,29 +404,23 @@ def test_protocol_defaults_and_describe():
         "LPIPS AlexNet v0.1",
     ):
         assert part in text
-    alt = Protocol(crop=0, y_channel=False, resize="pil", rounding="none").describe()
+    alt = protocol(crop=0, y_channel=False, resize="pil", rounding="none").describe()
     assert "RGB" in alt and "no border crop" in alt and "PIL" in alt and "float" in alt
 
 
-def test_protocol_from_config():
-    p = Protocol.from_config({"crop": 0, "y_channel": False})
-    assert p == Protocol(crop=0, y_channel=False)
-    assert Protocol.from_config(None) == Protocol()
-    assert Protocol.from_config(p.to_dict()) == p
-    with pytest.raises(RefsrError, match=r"eval\.cropp: unknown key"):
-        Protocol.from_config({"cropp": 4}, where="eval")
+def test_protocol_fields_are_checked():
     with pytest.raises(RefsrError, match=r"protocol\.resize"):
-        Protocol.from_config({"resize": "lanczos"})
+        protocol(resize="lanczos")
     with pytest.raises(RefsrError, match=r"protocol\.crop"):
-        Protocol.from_config({"crop": -1})
+        protocol(crop=-1)
     with pytest.raises(RefsrError, match=r"protocol\.y_channel"):
-        Protocol.from_config({"y_channel": "yes"})
+        protocol(y_channel="yes")
     with pytest.raises(RefsrError, match=r"protocol\.scale"):
-        Protocol.from_config({"scale": 4.0})
+        protocol(scale=4.0)
 
 
 def test_protocol_score_pair_rounds_outputs():
     hr = textured(9)
     sr_float = hr.astype(np.float64) + 0.3  # rounds back to hr under rounding="uint8"
-    assert Protocol().score_pair(sr_float, hr)["psnr"] == math.inf
-    assert Protocol(rounding="none").score_pair(sr_float, hr)["psnr"] < math.inf
+    assert protocol().score_pair(sr_float, hr)["psnr"] == math.inf
+    assert protocol(rounding="none").score_pair(sr_float, hr)["psnr"] < math.inf

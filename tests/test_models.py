@@ -5,21 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import arch
 
-from refsr.errors import RefsrError
-from refsr.models import (
-    MODEL_KINDS,
-    SRNTT,
-    Discriminator,
-    SRResNet,
-    arch_config,
-    build_model,
-    count_parameters,
-    load_checkpoint,
-    save_checkpoint,
-)
+from refsr.core.config import validate
+from refsr.core.errors import RefsrError
+from refsr.models import registry
+from refsr.models.checkpoint import arch_config, build_model, load_checkpoint, save_checkpoint
+from refsr.models.discriminator import Discriminator
+from refsr.models.srntt import SRNTT
+from refsr.models.srresnet import SRResNet, count_parameters
 
-SMALL = {"n_blocks": 2, "n_feats": 8, "n_blocks_transfer": [2, 1, 1]}
+SMALL = arch(n_blocks=2, n_feats=8, n_blocks_transfer=[2, 1, 1])
 H, W = 13, 17  # odd LR size
 
 
@@ -117,26 +113,35 @@ def test_content_extractor_size_mismatch_is_refsr_error(other):
     assert str(err.value).startswith("sisr.pt: ") and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_KINDS))
+@pytest.mark.parametrize("name", registry.trainable())
 def test_build_model(name):
     model = build_model(name, SMALL)
-    assert isinstance(model, SRResNet if MODEL_KINDS[name] == "sisr" else SRNTT)
+    sisr = registry.get(name).kind == registry.SINGLE_IMAGE
+    assert isinstance(model, SRResNet if sisr else SRNTT)
 
 
-def test_arch_config_defaults_and_errors():
-    assert arch_config("srntt", {})["n_blocks_transfer"] == [16, 8, 4]
-    assert arch_config("srntt", {"n_blocks_transfer": 2})["n_blocks_transfer"] == [2, 2, 2]
+def test_arch_config_takes_the_registered_keys():
+    assert arch_config("srntt", arch())["n_blocks_transfer"] == [16, 8, 4]  # the schema's default
     assert "n_blocks_transfer" not in arch_config("srresnet", SMALL)
-    for name, cfg, match in [
-        ("edsr", {}, "unknown model"),
-        ("srntt", {"nblocks": 3}, "unknown key"),
-        ("srntt", {"n_feats": 0}, "n_feats"),
-        ("srntt", {"n_blocks": 2.5}, "n_blocks"),
-        ("srntt", {"n_blocks_transfer": [1, 2]}, "n_blocks_transfer"),
-        ("srresnet", {"residual_over_bicubic": "yes"}, "residual_over_bicubic"),
-    ]:
-        with pytest.raises(RefsrError, match=match):
-            build_model(name, cfg)
+    with pytest.raises(RefsrError, match="unknown model"):
+        build_model("edsr", SMALL)
+    with pytest.raises(RefsrError, match="missing key"):
+        build_model("srntt", {"n_blocks": 2})
+    with pytest.raises(RefsrError, match="bicubic"):
+        build_model("bicubic", SMALL)
+
+
+@pytest.mark.parametrize("bad, key", [
+    ({"nblocks": 3}, "config key arch"),
+    ({"n_feats": 0}, "config key arch.n_feats"),
+    ({"n_blocks": 0}, "config key arch.n_blocks"),
+    ({"n_blocks": 2.5}, "config key arch.n_blocks"),
+    ({"n_blocks_transfer": [1, 2]}, "config key arch.n_blocks_transfer"),
+    ({"residual_over_bicubic": "yes"}, "config key arch.residual_over_bicubic"),
+])
+def test_arch_values_are_validated_once_by_the_schema(bad, key):
+    with pytest.raises(RefsrError, match=key):
+        validate({"arch": bad})
 
 
 @pytest.mark.parametrize("name", ["srgan", "srntt"])
@@ -151,7 +156,7 @@ def test_checkpoint_round_trip(tmp_path, name):
     loaded, ckpt = load_checkpoint(path, expected=name)
     assert ckpt["step"] == 7 and ckpt["model"] == name and ckpt["arch_cfg"]["n_feats"] == 8
     lr = torch.rand(1, 3, 6, 7)
-    args = (lr,) if MODEL_KINDS[name] == "sisr" else (lr, swapped_maps(1, 6, 7))
+    args = (lr, swapped_maps(1, 6, 7)) if registry.get(name).uses_reference else (lr,)
     with torch.no_grad():
         assert torch.equal(loaded(*args), model.eval()(*args))
 

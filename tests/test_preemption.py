@@ -3,6 +3,7 @@ and ends exactly where an uninterrupted run ends."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,17 +14,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import arch, train_config
 
-from refsr.datasets import build_to
-from refsr.datasets.lr import write_lr
-from refsr.errors import RefsrError
-from refsr.models import load_checkpoint
-from refsr.train import Preempted, preemption_signals, run_training
-from refsr.train_config import TrainConfig
+from refsr.core.errors import RefsrError
+from refsr.data import build_to
+from refsr.data.lr import write_lr
+from refsr.models.checkpoint import load_checkpoint
+from refsr.training.config import TrainConfig
+from refsr.training.preemption import Preempted, preemption_signals
+from refsr.training.trainer import train_model
 
 ITERATIONS = 12
-CFG = dict(model="srresnet", arch={"n_blocks": 1, "n_feats": 8}, loss={"perceptual_layer": "relu3_1"},
-           iterations=ITERATIONS, batch_size=2, checkpoint_every=10, log_every=1)
+CFG = dataclasses.asdict(train_config("srresnet", arch=arch(n_blocks=1, n_feats=8),
+                                      loss={"perceptual_layer": "relu3_1"}, iterations=ITERATIONS,
+                                      batch_size=2, checkpoint_every=10, log_every=1))
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +47,13 @@ def _args(tiny: Path, out: Path) -> dict:
                 checkpoint=str(out / "checkpoint.pt"), log_csv=str(out / "train_log.csv"))
 
 
-# The rule's code path (refsr.scripting.run around run_training), each step slowed down so
+# The rule's code path (refsr.stages.runner.run around train_model), each step slowed down so
 # that the signal arrives mid-run; the sleep does not change any number.
 CHILD = textwrap.dedent("""
     import json, sys, time, types
-    import refsr.train as train
-    from refsr.scripting import run
-    from refsr.train_config import TrainConfig
+    import refsr.training.trainer as train
+    from refsr.stages.runner import run
+    from refsr.training.config import TrainConfig
 
     cfg, args = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     step = train.Trainer.step
@@ -57,8 +61,8 @@ CHILD = textwrap.dedent("""
         time.sleep(0.1)
         return step(self, it)
     train.Trainer.step = slow_step
-    smk = types.SimpleNamespace(log=[sys.argv[3]], threads=int(sys.argv[4]), rule="train_srresnet")
-    run(lambda smk: train.run_training(TrainConfig(**cfg), **args), smk)
+    smk = types.SimpleNamespace(log=[sys.argv[3]], threads=int(sys.argv[4]), rule="train")
+    run(lambda smk: train.train_model(TrainConfig(**cfg), **args), smk)
 """)
 
 
@@ -94,10 +98,10 @@ def test_signal_saves_state_fails_and_resume_matches_uninterrupted(sig, tiny, tm
     assert len(state["rows"]) == state["iteration"]
     assert not (tmp_path / "interrupted" / "checkpoint.pt").exists()  # no final output
 
-    resumed = run_training(TrainConfig(**CFG), **_args(tiny, tmp_path / "interrupted"))
+    resumed = train_model(TrainConfig(**CFG), **_args(tiny, tmp_path / "interrupted"))
     assert resumed.iteration == ITERATIONS
     (tmp_path / "straight").mkdir()
-    straight = run_training(TrainConfig(**CFG), **_args(tiny, tmp_path / "straight"))
+    straight = train_model(TrainConfig(**CFG), **_args(tiny, tmp_path / "straight"))
     a, _ = load_checkpoint(tmp_path / "interrupted" / "checkpoint.pt")
     b, _ = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
     for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):

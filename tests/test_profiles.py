@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "profiles/slurm/profile.yaml"
 LOCAL = ROOT / "profiles/local/profile.yaml"
-GPU_RULES = {"train_srresnet", "train_srgan", "train_srntt_l2", "train_srntt", "infer", "evaluate"}
+GPU_RULES = {"train", "infer", "evaluate"}
 
 
 def workflow_rules() -> set[str]:
@@ -25,7 +25,6 @@ def workflow_rules() -> set[str]:
     for smk in (ROOT / "workflow/rules").glob("*.smk"):
         text = smk.read_text()
         names |= set(re.findall(r"^rule (\w+):", text, re.M))
-        names |= set(re.findall(r"^use rule \w+ as (\w+)", text, re.M))
     return names
 
 
@@ -52,7 +51,10 @@ def test_gpu_rules_request_gpus_through_resources_not_gres():
     profile = yaml.safe_load(SLURM.read_text())
     for rule, res in profile["set-resources"].items():
         assert "slurm_extra" not in res and "gres" not in res, rule
-        if rule in GPU_RULES:
+        if rule == "train":  # GPUs per model come from the config (train.gpus), not the profile
+            assert "gpu" not in res and res["gpu_model"] and res["cpus_per_gpu"] >= 1, rule
+            assert res["runtime"] > 0 and res["mem_mb"] > 0, rule
+        elif rule in GPU_RULES:
             assert res["gpu"] >= 1 and res["gpu_model"] and res["cpus_per_gpu"] >= 1, rule
             assert res["runtime"] > 0 and res["mem_mb"] > 0, rule
         else:
@@ -89,11 +91,12 @@ def sbatch_call(rule: str, extra: dict | None = None, threads: int = 2) -> str:
 
 
 def test_plugin_submits_gpu_rules_with_gpus_and_cpus_per_gpu():
-    call = sbatch_call("train_srntt")
+    call = sbatch_call("train", {"gpu": 1})  # the rule's gpu: one with device cuda
     assert "--gpus=CHANGE_ME:1" in call and "--cpus-per-gpu=4" in call
     assert "--gres" not in call and "--cpus-per-task" not in call
     assert "-t 2880" in call and "--mem 16000" in call and "-A CHANGE_ME" in call
-    assert "--gpus=CHANGE_ME:4" in sbatch_call("train_srntt", {"gpu": 4})  # data-parallel training
+    assert "--gpus=CHANGE_ME:4" in sbatch_call("train", {"gpu": 4})  # data-parallel (train.gpus)
+    assert "--gpus=CHANGE_ME:1" in sbatch_call("infer")
 
 
 def test_plugin_submits_cpu_rules_without_gpus():

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from refsr.errors import RefsrError
-from refsr.resize import (
+from refsr.core.errors import RefsrError
+from refsr.data.resize import (
     cubic,
     degrade,
     down_up,

@@ -11,8 +11,8 @@ What it checks:
   partition, GPU type; CPUs per GPU sized to this 2-CPU node) and this cluster's lack of
   accounting (status through squeue), runs every job of the smoke DAG as an sbatch job;
 - the GPU rules are submitted with --gpus=testgpu:N --cpus-per-gpu=1 (SLURM records
-  TresPerJob=gres:gpu:testgpu:N), and train_srresnet, given 2 GPUs, trains under torchrun
-  with two processes inside its SLURM job;
+  TresPerJob=gres:gpu:testgpu:N), and srresnet's training, given 2 GPUs (train.gpus),
+  trains under torchrun with two processes inside its SLURM job;
 - checkpoints (every tensor), SR images (bytes), similarity tiers and evaluation CSVs equal
   those of a local run (profiles/local, same GPU counts: CPU runs are deterministic).
 """
@@ -30,7 +30,7 @@ import pytest
 import torch
 import yaml
 
-from refsr.models import load_checkpoint
+from refsr.models.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -80,8 +80,6 @@ def slurm_profile(dst: Path, cluster: dict) -> Path:
         else:  # what the profile says to do on a cluster without GPUs
             for key in ("gpu", "gpu_model", "cpus_per_gpu"):
                 res.pop(key)
-    if cluster["gpus"] >= 2:
-        profile["set-resources"]["train_srresnet"]["gpu"] = 2  # data-parallel under torchrun
     # No job accounting on this cluster: job states come from squeue; check them often.
     profile["slurm-status-command"] = "squeue"
     profile["slurm-init-seconds-before-status-checks"] = 2
@@ -96,18 +94,26 @@ def local_profile(dst: Path, cluster: dict) -> Path:
     profile["cores"] = 2
     if cluster["gpus"] >= 2:
         profile["resources"] = {"gpu": 2}
-        profile["set-resources"] = {"train_srresnet": {"gpu": 2}}
     dst.mkdir(parents=True)
     (dst / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return dst
 
 
-def run_pipeline(wd: Path, profile: Path, timeout: int) -> str:
+def gpu_config(dst: Path, cluster: dict) -> Path:
+    """Training GPUs per model on this cluster (the smoke config runs on the CPU; the stand-in
+    GPUs exercise the requests): srresnet data-parallel on 2, the others on 1."""
+    gpus = {"srresnet": 2, "srgan": 1, "srntt_l2": 1, "srntt": 1} if cluster["gpus"] >= 2 else {}
+    dst.write_text(yaml.safe_dump({"train": {"gpus": gpus}}))
+    return dst
+
+
+def run_pipeline(wd: Path, profile: Path, timeout: int, cluster: dict) -> str:
     wd.mkdir(parents=True)
     shutil.copy(ROOT / "config.yaml", wd / "config.yaml")
     shutil.copytree(ROOT / "configs", wd / "configs")
+    extra = gpu_config(wd / "gpus.yaml", cluster)
     proc = _run(SNAKEMAKE, "--profile", str(profile), "-s", str(ROOT / "workflow/Snakefile"),
-                "--configfile", "configs/smoke.yaml", cwd=wd, timeout=timeout)
+                "--configfile", "configs/smoke.yaml", str(extra), cwd=wd, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-20000:]
     return out
@@ -120,21 +126,25 @@ def _files(root: Path, pattern: str) -> dict[str, Path]:
 def test_smoke_pipeline_on_slurm_equals_local_run(tmp_path, vgg_weights):
     cluster = slurm_cluster()
     slurm_out = run_pipeline(tmp_path / "slurm", slurm_profile(tmp_path / "slurm-profile", cluster),
-                             timeout=2400)
-    run_pipeline(tmp_path / "local", local_profile(tmp_path / "local-profile", cluster), timeout=1200)
+                             timeout=2400, cluster=cluster)
+    run_pipeline(tmp_path / "local", local_profile(tmp_path / "local-profile", cluster), timeout=1200,
+                 cluster=cluster)
     slurm, local = tmp_path / "slurm/results", tmp_path / "local/results"
 
     # every job went through sbatch
     submitted = dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+?)/", slurm_out))
     jobs = {rule: [j for j, r in submitted.items() if r == rule] for rule in set(submitted.values())}
-    assert {"build_dataset", "degrade", "tiers", "correspondence", "train_srresnet", "train_srgan",
-            "train_srntt_l2", "train_srntt", "infer", "evaluate", "tables", "figures"} <= set(jobs), jobs
-    assert len(jobs["infer"]) == 5 and len(jobs["evaluate"]) == 5
+    assert {"build_dataset", "degrade", "tiers", "correspondence", "train", "infer", "evaluate",
+            "tables", "figures"} <= set(jobs), jobs
+    assert len(jobs["train"]) == 4 and len(jobs["infer"]) == 5 and len(jobs["evaluate"]) == 5
     if cluster["gpus"]:
-        for rule, gpus in [("train_srresnet", 2), ("train_srntt", 1), ("infer", 1)]:
-            job = _run("scontrol", "show", "job", jobs[rule][-1]).stdout
-            assert f"TresPerJob=gres:gpu:{cluster['gpu_model']}:{gpus}" in job, (rule, job)
-            assert "CpusPerTres=gres:gpu:1" in job, (rule, job)
+        train_jobs = [_run("scontrol", "show", "job", job_id).stdout for job_id in jobs["train"]]
+        for info in train_jobs:
+            assert "CpusPerTres=gres:gpu:1" in info, info
+        tres = sorted(re.search(r"TresPerJob=gres:gpu:\w+:(\d)", i).group(1) for i in train_jobs)
+        assert tres == ["1", "1", "1", "2"], tres  # srresnet on 2 GPUs, the others on 1
+        job = _run("scontrol", "show", "job", jobs["infer"][-1]).stdout
+        assert f"TresPerJob=gres:gpu:{cluster['gpu_model']}:1" in job, job
         train_log = (tmp_path / "slurm/results/logs/train/srresnet.log").read_text()
         assert "--nproc-per-node=2" in train_log and "all 2 ranks hold identical weights" in train_log
 

@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from skimage import data
 
-from refsr import swap as S
-from refsr.errors import RefsrError
-from refsr.imageio import to_tensor
-from refsr.resize import degrade, upscale
+from refsr import matching as S
+from refsr.core.errors import RefsrError
+from refsr.core.imageio import to_tensor
+from refsr.data.resize import degrade, upscale
+from refsr.matching import exact, naive
 
 # ----------------------------------------------------------------------------- references
 
 
 def naive_match(content: torch.Tensor, refs: list[torch.Tensor], patch: int = 3):
-    """Full N_in x N_ref score matrix: zero-padded content patches vs normalised ref patches."""
-    r = patch // 2
-    cp = F.unfold(content[None], patch, padding=r)[0]  # D x HW
-    rp = torch.cat([F.unfold(ref[None], patch)[0] for ref in refs], dim=1)  # D x N_ref
-    rp = rp / rp.norm(dim=0).clamp_min(S.EPS)
-    score, index = (cp.T @ rp).max(dim=1)
-    cnorm = cp.norm(dim=0)
-    cosine = torch.where(cnorm > S.EPS, score / cnorm.clamp_min(S.EPS), torch.zeros_like(score))
-    H, W = content.shape[1:]
-    return index.view(H, W), score.view(H, W), cosine.view(H, W)
+    """The full-matrix reference (:mod:`refsr.matching.naive`): index, score, cosine."""
+    corr = naive.naive_match(content, refs, patch)
+    return corr.index, corr.score, corr.cosine
 
 
 def naive_swap(corr: S.Correspondence, maps: list[torch.Tensor], s: int) -> torch.Tensor:
@@ -252,24 +245,16 @@ def test_save_load_roundtrip(tmp_path):
 # ----------------------------------------------------------------------------- memory
 
 
-@pytest.mark.parametrize("n_content", [1, 1_600, 10_375, 1_000_000])
-@pytest.mark.parametrize("max_mb", [1, 64, 256])
-def test_chunk_size_respects_budget(n_content, max_mb):
-    nc, nr = S.chunk_size(n_content, 2304, max_mb)
-    assert 1 <= nc <= n_content and nr >= 1
-    assert S.block_bytes(nc, nr, 2304) <= max_mb * 2**20
-
-
 def test_match_blocks_respect_budget(monkeypatch):
-    """Record every score block :func:`match` computes; each must fit in ``max_mb``."""
+    """Record every score block :func:`match_exact` computes; each must fit in ``max_mb``."""
     seen = []
-    real = S._score_block
+    real = exact._score_block
 
     def spy(pix, ni, nj, shifts, scale, mask, out):
         seen.append((pix.shape[0], pix.shape[1], ni, nj))
         return real(pix, ni, nj, shifts, scale, mask, out)
 
-    monkeypatch.setattr(S, "_score_block", spy)
+    monkeypatch.setattr(exact, "_score_block", spy)
     C, max_mb, (H, W), (Hr, Wr) = 16, 0.2, (20, 20), (24, 22)
     g = torch.Generator().manual_seed(4)
     corr = S.match(torch.rand(C, H, W, generator=g), [torch.rand(C, Hr, Wr, generator=g)], max_mb=max_mb)
@@ -297,11 +282,11 @@ def test_band_rows_respect_budget(size, max_mb):
 
 
 def test_batched_cache_equals_per_pair_correspond(tmp_path, vgg):
-    from refsr.datasets import build_to
-    from refsr.datasets.lr import lr_path, write_lr
-    from refsr.imageio import read_image
-    from refsr.resize import down_up
-    from refsr.train_data import build_correspondence_cache, correspondence_path
+    from refsr.core.imageio import read_image
+    from refsr.data import build_to
+    from refsr.data.lr import lr_path, write_lr
+    from refsr.data.resize import down_up
+    from refsr.training.data import build_correspondence_cache, correspondence_path
 
     cfg = dict(kind="embedded", test_photos=["astronaut"], train_photos=["brick", "retina"],
                hr_size=48, train_size=48, train_pairs=5, seed=0)

@@ -14,23 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refsr.datasets.layout import EVAL_LEVELS
-from refsr.evaluate import COLUMNS, protocol_from_config
+from refsr.core.config import validate
+from refsr.data.layout import EVAL_LEVELS
+from refsr.evaluation.protocol import protocol_from_config
+from refsr.evaluation.results import COLUMNS
 from refsr.report import paper
-from refsr.report.tables import (
-    MISSING_MD,
-    MISSING_TEX,
-    NA,
-    config_hash,
-    git_commit,
-    latex_escape,
-    run_tables,
-    summarise,
-)
+from refsr.report.provenance import config_hash, git_commit
+from refsr.report.render import latex_escape
+from refsr.report.summary import MISSING_MD, MISSING_TEX, NA, summarise
+from refsr.stages.tables import run_tables
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = {"scale": 4, "resize": "matlab", "vgg19_weights": None,
-          "evaluation": {"y_channel": True, "crop": 4, "main_level": "L1"}}
+CONFIG = validate({"scale": 4, "resize": "matlab", "vgg19_weights": None,
+                   "evaluation": {"y_channel": True, "crop": 4, "main_level": "L1"}})
 MODELS = ["bicubic", "srntt"]
 IMAGES = ["img0", "img1", "img2"]
 

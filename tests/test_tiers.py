@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from refsr.datasets import build_to
-from refsr.datasets.layout import LEVELS
-from refsr.datasets.lr import write_lr
-from refsr.tiers import LocalFeatureMatcher, VGGSimilarity, assign_tiers, level_agreement, run_tiers
+from refsr.data import build_to
+from refsr.data.layout import LEVELS
+from refsr.data.lr import write_lr
+from refsr.similarity.local import LocalFeatureMatcher
+from refsr.similarity.tiers import assign_tiers, level_agreement
+from refsr.similarity.vgg_score import VGGSimilarity
+from refsr.stages.tiers import run_tiers
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def test_local_features_on_textureless_images():
 
 
 def test_vgg_score_of_identical_images_is_highest(photo, vgg_weights):
-    from refsr.resize import degrade
+    from refsr.data.resize import degrade
 
     hr, lr = degrade(photo[100:196, 100:196])
     sim = VGGSimilarity()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import arch, train_config
 
-from refsr.datasets import build_to
-from refsr.datasets.lr import write_lr
-from refsr.models import build_model, load_checkpoint, save_checkpoint
-from refsr.train import TrainConfig, Trainer
-from refsr.train_data import TrainingSet, batch_indices, build_correspondence_cache
+from refsr.data import build_to
+from refsr.data.lr import write_lr
+from refsr.models import registry
+from refsr.models.checkpoint import arch_config, build_model, load_checkpoint, save_checkpoint
+from refsr.training.data import TrainingSet, batch_indices, build_correspondence_cache
+from refsr.training.trainer import Trainer
 
-ARCH = {"n_blocks": 1, "n_feats": 8, "n_blocks_transfer": [1, 1, 1]}
+ARCH = arch(n_blocks=1, n_feats=8, n_blocks_transfer=[1, 1, 1])
 LOSS = {"perceptual_layer": "relu3_1"}
 DISC = {"n_feats": 4, "n_down": 2, "n_hidden": 8}
 
@@ -23,28 +25,28 @@ def data(tmp_path_factory, vgg_weights):
                hr_size=48, train_size=48, train_pairs=5, seed=0)
     ds = build_to("tiny", cfg, root / "tiny", 4)
     write_lr(ds, root / "tiny" / "lr")
-    from refsr.vgg import load_vgg19
+    from refsr.features.vgg import load_vgg19
 
     build_correspondence_cache(ds, root / "tiny" / "lr", root / "corr", load_vgg19(("relu3_1",)))
     return ds, root
 
 
 def _cfg(model, iterations=6):
-    return TrainConfig(model=model, arch=ARCH, loss=LOSS, iterations=iterations, batch_size=2,
-                       disc=DISC, checkpoint_every=2, log_every=1)
+    return train_config(model, arch=ARCH, loss=LOSS, iterations=iterations, batch_size=2,
+                        disc=DISC, checkpoint_every=2, log_every=1)
 
 
 def _trainer(model, data, state, init=None):
     ds, root = data
-    corr = root / "corr" if model.startswith("srntt") else None
+    corr = root / "corr" if registry.get(model).correspondence else None
     return Trainer(_cfg(model), TrainingSet(ds, root / "tiny" / "lr", corr), state, init_ckpt=init)
 
 
 def _parent_checkpoint(model, path):
     torch.manual_seed(1)
-    parent = {"srgan": "srresnet", "srntt": "srntt_l2", "srntt_l2": "srresnet"}[model]
-    arch = {k: v for k, v in ARCH.items() if parent.startswith("srntt") or k != "n_blocks_transfer"}
-    save_checkpoint(path, build_model(parent, arch), parent, arch)
+    parent = registry.get(model).parent
+    sizes = arch_config(parent, ARCH)
+    save_checkpoint(path, build_model(parent, sizes), parent, sizes)
     return str(path)
 
 
@@ -108,9 +110,9 @@ def test_outputs(data, tmp_path):
 
 
 def test_initial_weights_do_not_depend_on_global_rng(data, tmp_path, monkeypatch):
-    import refsr.vgg
+    import refsr.features.vgg
 
-    monkeypatch.setattr(refsr.vgg, "_CACHE", {})  # the first trainer builds a VGG (drawing from the RNG)
+    monkeypatch.setattr(refsr.features.vgg, "_CACHE", {})  # the first trainer builds a VGG (drawing from the RNG)
     a = _trainer("srgan", data, tmp_path / "a.pt", _parent_checkpoint("srgan", tmp_path / "p.pt"))
     b = _trainer("srgan", data, tmp_path / "b.pt", str(tmp_path / "p.pt"))
     for x, y in zip(a.disc.parameters(), b.disc.parameters(), strict=True):

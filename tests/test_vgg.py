@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refsr import vgg as V
-from refsr.errors import RefsrError
+from refsr.core.errors import RefsrError
+from refsr.features import vgg as V
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_conv1_1-conv3_1.pth"
 

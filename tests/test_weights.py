@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from refsr import weights
 from refsr.cli import main as cli
-from refsr.errors import RefsrError
+from refsr.core.errors import RefsrError
+from refsr.features import weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     monkeypatch.setattr(torch.hub, "urlopen", no_network)  # torch.hub imported its own name
-    from refsr import vgg
+    from refsr.features import vgg
 
     vgg._CACHE.clear()
     yield calls
@@ -65,7 +65,7 @@ def fake_download(monkeypatch, vgg_weights):
 def test_urls_are_torchvisions():
     from torchvision.models import VGG19_Weights
 
-    from refsr.metrics import ALEXNET_URL
+    from refsr.evaluation.lpips import ALEXNET_URL
 
     assert weights.WEIGHTS["vgg19"][0] == VGG19_Weights.IMAGENET1K_V1.url
     assert weights.WEIGHTS["lpips_alex"][0] == ALEXNET_URL
@@ -78,7 +78,7 @@ def test_needed_follows_the_config():
 
 
 def test_missing_vgg_weights_offline_name_the_target(offline):
-    from refsr.vgg import load_vgg19
+    from refsr.features.vgg import load_vgg19
 
     with pytest.raises(RefsrError) as err:
         load_vgg19(("relu3_1",))
@@ -87,7 +87,7 @@ def test_missing_vgg_weights_offline_name_the_target(offline):
 
 
 def test_missing_lpips_weights_offline_name_the_target(offline):
-    from refsr.metrics import LPIPSMetric
+    from refsr.evaluation.lpips import LPIPSMetric
 
     metric = LPIPSMetric(allow_download=True)
     assert not metric.available
@@ -107,8 +107,8 @@ def test_download_weights_fills_the_cache_then_jobs_run_offline(offline, fake_do
     assert len(fake_download) == 2
 
     # offline (urlopen raises) the pipeline's loaders now find everything in the cache
-    from refsr.metrics import LPIPSMetric
-    from refsr.vgg import TORCHVISION_SOURCE, load_vgg19
+    from refsr.evaluation.lpips import LPIPSMetric
+    from refsr.features.vgg import TORCHVISION_SOURCE, load_vgg19
 
     vgg = load_vgg19(("relu1_1", "relu3_1"))
     assert vgg.weights_source == TORCHVISION_SOURCE

@@ -11,26 +11,26 @@ import json
 import math
 import sys
 
-from .errors import RefsrError
+from refsr.core.errors import RefsrError
 
 
 def _cmd_degrade(args) -> None:
-    from .imageio import read_image, write_image
-    from .resize import degrade
+    from refsr.core.imageio import read_image, write_image
+    from refsr.data.resize import degrade
 
     _, lr = degrade(read_image(args.hr), args.scale, args.resize)
     write_image(args.lr, lr)
 
 
 def _cmd_sr(args) -> None:
-    from .imageio import check_min_size, read_image, write_image
-    from .infer import SuperResolver
+    from refsr.core.imageio import MIN_SIDE, check_min_size, read_image, write_image
+    from refsr.inference.resolver import SuperResolver
 
     lr = read_image(args.lr)
-    check_min_size(lr, 3, args.lr, "LR image")
+    check_min_size(lr, args.lr, "LR image", min_side=MIN_SIDE // 4)
     refs = [read_image(r) for r in args.ref or []]
     for path, ref in zip(args.ref or [], refs, strict=True):
-        check_min_size(ref, 12, path, "reference")
+        check_min_size(ref, path, "reference")
     resolver = SuperResolver(args.checkpoint, model=args.model, device=args.device, max_mb=args.max_mb,
                              tile=args.tile, pad=args.pad, resize=args.resize, match_mode=args.match_mode)
     if refs and not resolver.uses_reference:
@@ -43,9 +43,10 @@ def _json_number(x: float):
 
 
 def _cmd_score(args) -> None:
-    from .imageio import read_image
-    from .metrics import LPIPSMetric, score_pair
-    from .resize import modcrop
+    from refsr.core.imageio import read_image
+    from refsr.data.resize import modcrop
+    from refsr.evaluation.lpips import LPIPSMetric
+    from refsr.evaluation.protocol import score_pair
 
     sr, hr = read_image(args.sr), modcrop(read_image(args.hr), args.scale)  # protocol: HR mod-cropped
     metric = None if args.no_lpips else LPIPSMetric(allow_download=not args.offline)
@@ -58,7 +59,9 @@ def _cmd_score(args) -> None:
 
 
 def _cmd_bench(args) -> None:
-    from .bench import bench_all, bench_swap, parse_size
+    from refsr.bench.measure import parse_size
+    from refsr.bench.suite import bench_all
+    from refsr.bench.swap import bench_swap
 
     if args.what == "all":
         bench_all(args.out, markdown=None if args.no_markdown else args.markdown, quick=args.quick,
@@ -72,7 +75,7 @@ def _cmd_bench(args) -> None:
 
 
 def _cmd_download_weights(args) -> None:
-    from .weights import download
+    from refsr.features.weights import download
 
     paths = download(args.only or None, progress=not args.quiet)
     print(json.dumps({name: str(path) for name, path in paths.items()}))

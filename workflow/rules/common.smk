@@ -1,35 +1,43 @@
-# Helpers shared by the rules: config validation, target lists, resources.
+# Helpers shared by the rules: config validation, target lists, inputs, resources.
+# Which models exist, what each trains from and what it needs come from the model registry
+# (src/refsr/models/registry.py); the config's keys and defaults from the schema.
 
 import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
-from refsr.config import check_config, check_references
-from refsr.errors import RefsrError
-from refsr.train_config import train_params
-
-SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+from refsr.core import config as refsr_config
+from refsr.core.errors import RefsrError
+from refsr.evaluation.protocol import protocol_from_config
+from refsr.models import registry
+from refsr.training.config import train_params
 
 # Rule scripts import refsr from this checkout, whichever Python runs them: this one, or a
 # conda environment from envs/ (third-party packages only). Jobs inherit the variable,
 # locally and on a cluster (SLURM jobs are submitted with --export=ALL).
-os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(
-    [str(Path(workflow.basedir).parent / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    dict.fromkeys(
+        [
+            str(Path(workflow.basedir).parent / "src"),
+            *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+        ]
+    )
+)
 
 
 envvars:
     "PYTHONPATH",
 
 
+# Validated once, defaults from workflow/schemas/config.schema.yaml: every rule below sees
+# the complete config.
 try:
-    check_config(config, SCHEMA)
-    validate(config, schema="../schemas/config.schema.yaml")  # fills in the defaults
-    check_references(config)
+    _validated = refsr_config.validate(config)
+    registry.check_config(_validated)
 except RefsrError as err:
     sys.exit(f"refsr: invalid configuration: {err}")
+config.clear()
+config.update(_validated)
 
 
 DATASETS = sorted(set(config["eval_datasets"]) | {config["train_dataset"]})
@@ -37,6 +45,7 @@ DATASETS = sorted(set(config["eval_datasets"]) | {config["train_dataset"]})
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    model="|".join(registry.names()),
 
 
 def dataset_cfg(wildcards):
@@ -58,47 +67,36 @@ def data_targets():
 
 
 TRAIN_DS = config["train_dataset"]
-PARENT = {"srgan": "srresnet", "srntt_l2": "srresnet", "srntt": "srntt_l2"}
-TRAINED = ["srresnet", "srgan", "srntt_l2", "srntt"]
-REFSR_MODELS = ["srntt_l2", "srntt"]
-
-
-def _with_parents(models):
-    out = set(models)
-    for m in models:
-        while m in PARENT:
-            m = PARENT[m]
-            out.add(m)
-    return out
-
-
 MODELS = list(config["models"])
-TRAIN_MODELS = [m for m in TRAINED if m in _with_parents(MODELS)]
+# The models to train: those listed and every model they start from (registry order).
+TRAIN_MODELS = [m for m in registry.with_ancestors(MODELS) if registry.get(m).trainable]
 USE_GPU = 1 if config["device"] == "cuda" else 0
 # Conda environment (--sdm conda) of the rules that take a GPU when the config says cuda:
 # a CUDA build of torch then, else the CPU one (paths relative to workflow/rules/*.smk).
 GPU_RULE_ENV = "../../envs/refsr-gpu.yaml" if USE_GPU else "../../envs/refsr.yaml"
 
 
-wildcard_constraints:
-    model="|".join(["bicubic", *TRAINED]),
-
-
 def checkpoint_of(model):
     return f"results/models/{model}/checkpoint.pt"
 
 
-def train_inputs(model):
-    """Inputs of train_{model}: the training data, its correspondences, the parent checkpoint."""
+def train_inputs(wildcards):
+    """Inputs of train: the training data, its correspondences, the parent's checkpoint."""
+    spec = registry.get(wildcards.model)
     inputs = {
         "manifest": f"results/data/{TRAIN_DS}/manifest.csv",
         "lr": f"results/data/{TRAIN_DS}/lr",
     }
-    if model in REFSR_MODELS:
+    if spec.correspondence:
         inputs["corr"] = f"results/correspondence/{TRAIN_DS}"
-    if model in PARENT:
-        inputs["init"] = checkpoint_of(PARENT[model])
+    if spec.parent is not None:
+        inputs["init"] = checkpoint_of(spec.parent)
     return inputs
+
+
+def train_gpus(wildcards):
+    """GPUs of a training job: ``train.gpus`` of the config, else one when device is cuda."""
+    return config["train"]["gpus"].get(wildcards.model, USE_GPU)
 
 
 def infer_inputs(wildcards):
@@ -107,9 +105,14 @@ def infer_inputs(wildcards):
         "lr": f"results/data/{wildcards.dataset}/lr",
         "tiers": f"results/tiers/{wildcards.dataset}.csv",
     }
-    if wildcards.model != "bicubic":
+    if registry.get(wildcards.model).trainable:
         inputs["checkpoint"] = checkpoint_of(wildcards.model)
     return inputs
+
+
+def infer_gpu(wildcards):
+    """Inference takes a GPU (when the config says cuda) for models with a network."""
+    return USE_GPU if registry.get(wildcards.model).trainable else 0
 
 
 def model_targets():
@@ -119,9 +122,6 @@ def model_targets():
 
 
 # --- evaluation, tables, figures, report (workflow/rules/evaluate.smk) ---
-
-from refsr.evaluate import protocol_from_config
-
 
 EVAL_DATASETS = list(config["eval_datasets"])
 # The first evaluated dataset of kind cufed5 gets the "paper vs reproduced" table.

@@ -5,19 +5,19 @@ rule build_dataset:
     output:
         manifest="results/data/{dataset}/manifest.csv",
         images=directory("results/data/{dataset}/images"),
-    params:
-        cfg=dataset_cfg,
-        scale=config["scale"],
     log:
         "results/logs/build_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/build_dataset/{dataset}.tsv"
+    conda:
+        "../../envs/refsr.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/refsr.yaml"
+    params:
+        cfg=dataset_cfg,
+        scale=config["scale"],
     script:
         "../../scripts/build_dataset.py"
 
@@ -28,19 +28,19 @@ rule degrade:
         images="results/data/{dataset}/images",
     output:
         directory("results/data/{dataset}/lr"),
-    params:
-        scale=config["scale"],
-        resize=config["resize"],
     log:
         "results/logs/degrade/{dataset}.log",
     benchmark:
         "results/benchmarks/degrade/{dataset}.tsv"
+    conda:
+        "../../envs/refsr.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../../envs/refsr.yaml"
+    params:
+        scale=config["scale"],
+        resize=config["resize"],
     script:
         "../../scripts/degrade.py"
 
@@ -60,20 +60,20 @@ rule tiers:
             category="Similarity tiers",
         ),
         pdf="results/figures/tiers_{dataset}.pdf",
+    log:
+        "results/logs/tiers/{dataset}.log",
+    benchmark:
+        "results/benchmarks/tiers/{dataset}.tsv"
+    conda:
+        "../../envs/refsr.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         tiers=config["tiers"],
         scale=config["scale"],
         resize=config["resize"],
         vgg19_weights=config["vgg19_weights"],
-    log:
-        "results/logs/tiers/{dataset}.log",
-    benchmark:
-        "results/benchmarks/tiers/{dataset}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../../envs/refsr.yaml"
     script:
         "../../scripts/tiers.py"

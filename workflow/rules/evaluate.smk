@@ -16,20 +16,20 @@ rule evaluate:
             subcategory="{dataset}",
         ),
         json="results/eval/{dataset}/{model}.json",
-    params:
-        config=config_subset("scale", "resize", "device", "evaluation"),
-        protocol=PROTOCOL_TEXT,
     log:
         "results/logs/evaluate/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/evaluate/{dataset}/{model}.tsv"
+    conda:
+        GPU_RULE_ENV
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=USE_GPU,
-    conda:
-        GPU_RULE_ENV
+    params:
+        config=config_subset("scale", "resize", "device", "evaluation"),
+        protocol=PROTOCOL_TEXT,
     script:
         "../../scripts/evaluate.py"
 
@@ -40,6 +40,16 @@ rule tables:
         json=[p.replace(".csv", ".json") for p in eval_csvs()],
     output:
         **reported_tables(),
+    log:
+        "results/logs/tables.log",
+    benchmark:
+        "results/benchmarks/tables.tsv"
+    conda:
+        "../../envs/refsr.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         config=config,  # all of it: the captions carry its hash
         models=MODELS,
@@ -47,16 +57,6 @@ rule tables:
         paper_dataset=PAPER_DATASET,
         repo=workflow.basedir,
         protocol=PROTOCOL_TEXT,
-    log:
-        "results/logs/tables.log",
-    benchmark:
-        "results/benchmarks/tables.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/refsr.yaml"
     script:
         "../../scripts/tables.py"
 
@@ -72,6 +72,16 @@ rule figures:
         tiers="results/tiers/{dataset}.csv",
     output:
         **reported_figures(),
+    log:
+        "results/logs/figures/{dataset}.log",
+    benchmark:
+        "results/benchmarks/figures/{dataset}.tsv"
+    conda:
+        "../../envs/refsr.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         config=config_subset(
             "scale", "resize", "vgg19_weights", "matching", "evaluation"
@@ -79,15 +89,5 @@ rule figures:
         models=MODELS,
         sr_root="results/sr/{dataset}",
         protocol=PROTOCOL_TEXT,
-    log:
-        "results/logs/figures/{dataset}.log",
-    benchmark:
-        "results/benchmarks/figures/{dataset}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../../envs/refsr.yaml"
     script:
         "../../scripts/figures.py"

@@ -6,18 +6,20 @@ rule infer:
         unpack(infer_inputs),
     output:
         directory("results/sr/{dataset}/{model}"),
-    params:
-        config=config_subset("scale", "resize", "device", "vgg19_weights", "matching", "inference"),
     log:
         "results/logs/infer/{dataset}/{model}.log",
     benchmark:
         "results/benchmarks/infer/{dataset}/{model}.tsv"
+    conda:
+        GPU_RULE_ENV
     threads: 2
     resources:
         mem_mb=8000,
         runtime=240,
-        gpu=lambda wc: USE_GPU if wc.model != "bicubic" else 0,
-    conda:
-        GPU_RULE_ENV
+        gpu=infer_gpu,
+    params:
+        config=config_subset(
+            "scale", "resize", "device", "vgg19_weights", "matching", "inference"
+        ),
     script:
         "../../scripts/infer.py"

@@ -1,5 +1,6 @@
-# Training: correspondence cache, then one rule per model along the chains
-# srresnet -> srgan and srresnet -> srntt_l2 -> srntt.
+# Training: the correspondence cache, then one job per trainable model of the registry
+# (src/refsr/models/registry.py), each after the model it starts from
+# (srresnet -> srgan, srresnet -> srntt_l2 -> srntt).
 
 
 rule correspondence:
@@ -8,101 +9,53 @@ rule correspondence:
         lr="results/data/{dataset}/lr",
     output:
         directory("results/correspondence/{dataset}"),
+    log:
+        "results/logs/correspondence/{dataset}.log",
+    benchmark:
+        "results/benchmarks/correspondence/{dataset}.tsv"
+    conda:
+        "../../envs/refsr.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
     params:
         scale=config["scale"],
         resize=config["resize"],
         max_mb=config["matching"]["max_mb"],
         vgg19_weights=config["vgg19_weights"],
-    log:
-        "results/logs/correspondence/{dataset}.log",
-    benchmark:
-        "results/benchmarks/correspondence/{dataset}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=120,
-    conda:
-        "../../envs/refsr.yaml"
     script:
         "../../scripts/correspondence.py"
 
 
-rule train_srresnet:
+rule train:
     input:
-        **train_inputs("srresnet"),
+        unpack(train_inputs),
     output:
-        checkpoint="results/models/srresnet/checkpoint.pt",
+        checkpoint="results/models/{model}/checkpoint.pt",
         log_csv=report(
-            "results/models/srresnet/train_log.csv",
+            "results/models/{model}/train_log.csv",
             caption="../report/train_log.rst",
             category="Training",
+            subcategory="{model}",
         ),
-    params:
-        train=train_params("srresnet", config),
-        scale=config["scale"],
-        vgg19_weights=config["vgg19_weights"],
-        state="results/checkpoints/srresnet/state.pt",
     log:
-        "results/logs/train/srresnet.log",
+        "results/logs/train/{model}.log",
     benchmark:
-        "results/benchmarks/train/srresnet.tsv"
+        "results/benchmarks/train/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(registry.trainable()),
+    conda:
+        GPU_RULE_ENV
     threads: 2
     resources:
         mem_mb=8000,
         runtime=1440,
-        gpu=USE_GPU,
-    conda:
-        GPU_RULE_ENV
+        gpu=train_gpus,
+    params:
+        train=lambda wc: train_params(wc.model, config),
+        scale=config["scale"],
+        vgg19_weights=config["vgg19_weights"],
+        state=lambda wc: f"results/checkpoints/{wc.model}/state.pt",
     script:
         "../../scripts/train.py"
-
-
-use rule train_srresnet as train_srgan with:
-    input:
-        **train_inputs("srgan"),
-    output:
-        checkpoint="results/models/srgan/checkpoint.pt",
-        log_csv="results/models/srgan/train_log.csv",
-    params:
-        train=train_params("srgan", config),
-        scale=config["scale"],
-        vgg19_weights=config["vgg19_weights"],
-        state="results/checkpoints/srgan/state.pt",
-    log:
-        "results/logs/train/srgan.log",
-    benchmark:
-        "results/benchmarks/train/srgan.tsv"
-
-
-use rule train_srresnet as train_srntt_l2 with:
-    input:
-        **train_inputs("srntt_l2"),
-    output:
-        checkpoint="results/models/srntt_l2/checkpoint.pt",
-        log_csv="results/models/srntt_l2/train_log.csv",
-    params:
-        train=train_params("srntt_l2", config),
-        scale=config["scale"],
-        vgg19_weights=config["vgg19_weights"],
-        state="results/checkpoints/srntt_l2/state.pt",
-    log:
-        "results/logs/train/srntt_l2.log",
-    benchmark:
-        "results/benchmarks/train/srntt_l2.tsv"
-
-
-use rule train_srresnet as train_srntt with:
-    input:
-        **train_inputs("srntt"),
-    output:
-        checkpoint="results/models/srntt/checkpoint.pt",
-        log_csv="results/models/srntt/train_log.csv",
-    params:
-        train=train_params("srntt", config),
-        scale=config["scale"],
-        vgg19_weights=config["vgg19_weights"],
-        state="results/checkpoints/srntt/state.pt",
-    log:
-        "results/logs/train/srntt.log",
-    benchmark:
-        "results/benchmarks/train/srntt.tsv"

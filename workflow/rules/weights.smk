@@ -4,20 +4,20 @@
 # It has no output file and no benchmark (which Snakemake would treat as one): every call
 # checks the cache and fetches only what is missing.
 
-from refsr.weights import needed as weights_needed
+from refsr.features.weights import needed as weights_needed
 
 
 rule download_weights:
-    params:
-        names=weights_needed(config),
     log:
         "results/logs/download_weights.log",
     localrule: True
+    conda:
+        "../../envs/refsr.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/refsr.yaml"
+    params:
+        names=weights_needed(config),
     script:
         "../../scripts/download_weights.py"

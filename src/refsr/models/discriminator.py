@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import RefsrError
+from refsr.core.errors import RefsrError
 
 
 class Discriminator(nn.Module):

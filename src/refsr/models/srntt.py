@@ -22,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import RefsrError
-from .srresnet import (
+from refsr.core.errors import RefsrError
+from refsr.features.vgg import CHANNELS
+from refsr.matching.stitch import SWAP_SCALES
+from refsr.models.srresnet import (
     ContentExtractor,
     ResidualBlock,
     bicubic_x4,
@@ -33,11 +35,11 @@ from .srresnet import (
 )
 
 #: Swapped-map layers in the order the texture transfer consumes them.
-TRANSFER_LAYERS = ("relu3_1", "relu2_1", "relu1_1")
+TRANSFER_LAYERS = tuple(SWAP_SCALES)
 #: VGG19 channel count of each swapped map.
-MAP_CHANNELS = {"relu3_1": 256, "relu2_1": 128, "relu1_1": 64}
-#: Resolution of each swapped map relative to the LR input.
-MAP_SCALES = {"relu3_1": 1, "relu2_1": 2, "relu1_1": 4}
+MAP_CHANNELS = {layer: CHANNELS[layer] for layer in TRANSFER_LAYERS}
+#: Resolution of each swapped map relative to the LR input (= its scale relative to relu3_1).
+MAP_SCALES = dict(SWAP_SCALES)
 
 EXTRACTOR_PREFIX = "extractor."
 
@@ -74,6 +76,7 @@ class SRNTT(nn.Module):
     With ``residual_over_bicubic`` the output is a residual over the bicubic ×4
     upsampling and the tail starts at zero (untrained model = bicubic).
     """
+
 
     def __init__(
         self,

@@ -89,6 +89,7 @@ class SRResNet(nn.Module):
     useful). Outputs are not clamped.
     """
 
+
     def __init__(
         self,
         n_blocks: int = 16,

@@ -14,6 +14,7 @@ import math
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -25,18 +26,32 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import hsv_to_rgb  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ..atomic import atomic_path  # noqa: E402
-from ..datasets.layout import EVAL_LEVELS, LEVELS, Dataset  # noqa: E402
-from ..errors import RefsrError  # noqa: E402
-from ..imageio import read_image  # noqa: E402
-from .tables import LABEL, cell_status  # noqa: E402
+from refsr.core.atomic import atomic_path  # noqa: E402
+from refsr.core.imageio import read_image  # noqa: E402
+from refsr.data.layout import EVAL_LEVELS, LEVELS, Dataset  # noqa: E402
+from refsr.models import registry  # noqa: E402
+from refsr.report.summary import LABEL, cell_status  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-SISR_PREFERENCE = ("srresnet", "srgan")
-REFSR_PREFERENCE = ("srntt", "srntt_l2")
-PRETTY = {"bicubic": "Bicubic", "srresnet": "SRResNet", "srgan": "SRGAN",
-          "srntt_l2": "SRNTT-\u21132", "srntt": "SRNTT"}
+
+
+def model_label(model: str) -> str:
+    """A model's name in figures (the registry's label)."""
+    return registry.get(model).label
+
+
+def showcase(models: Sequence[str]) -> tuple[str | None, str | None]:
+    """``(single-image, reference-based)`` models the comparison grid shows: the first
+    reference-based model (registry order) that no listed model is trained from, and the
+    single-image model it starts from (else the first single-image model listed)."""
+    ref = next(iter(registry.leaves(models, registry.REFERENCE_BASED)), None)
+    chain = registry.ancestors(ref) if ref else []
+    sisr = next((m for m in reversed(chain) if m in models
+                 and registry.get(m).kind == registry.SINGLE_IMAGE), None)
+    if sisr is None:
+        sisr = next((m for m in registry.names(registry.SINGLE_IMAGE) if m in models), None)
+    return sisr, ref
 
 
 def _save(fig, out_png, out_pdf=None, dpi: int = 130) -> None:
@@ -100,7 +115,7 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
             # L1..L5 joined (a missing level breaks the line); LR and HR as separate points
             main = [(pos[lv], vals.get(lv, math.nan)) for lv in pos if lv in LEVELS]
             extra = [(pos[lv], vals[lv]) for lv in pos if lv not in LEVELS and lv in vals]
-            label = PRETTY.get(model, model)
+            label = model_label(model)
             if any(math.isfinite(y) for _, y in main):
                 ax.plot(*zip(*main, strict=True), "-o", color=c, ms=4, label=label)
                 label = None
@@ -149,10 +164,6 @@ def textured_window(img: np.ndarray, size: int) -> tuple[int, int]:
     return where
 
 
-def _pick(models: Sequence[str], preference: Sequence[str]) -> str | None:
-    return next((m for m in preference if m in models), None)
-
-
 def references_at(tiers: pd.DataFrame, ds: Dataset, group: str, level: str) -> list[Path]:
     """Reference paths of ``group`` whose tier is ``level`` (tiers CSV order)."""
     g = ds.group(group)
@@ -165,12 +176,11 @@ def comparison_columns(models: Sequence[str], levels: Sequence[str]) -> list[tup
     cols: list[tuple[str, str | None, str]] = [("HR", None, "HR")]
     if "bicubic" in models:
         cols.append(("Bicubic", "bicubic", levels[0] if levels else "L1"))
-    sisr = _pick(models, SISR_PREFERENCE)
+    sisr, refsr = showcase(models)
     if sisr:
-        cols.append((PRETTY[sisr], sisr, levels[0] if levels else "L1"))
-    refsr = _pick(models, REFSR_PREFERENCE)
+        cols.append((model_label(sisr), sisr, levels[0] if levels else "L1"))
     if refsr:
-        cols += [(f"{PRETTY[refsr]} {lv}", refsr, lv) for lv in levels]
+        cols += [(f"{model_label(refsr)} {lv}", refsr, lv) for lv in levels]
     return cols
 
 
@@ -266,45 +276,38 @@ def borrowed_mosaic(ref: np.ndarray, py: np.ndarray, px: np.ndarray, stride: int
     return blocks.transpose(0, 2, 1, 3, 4).reshape(h * stride, w * stride, -1)
 
 
-def plot_correspondence(ds: Dataset, lr_dir: str | os.PathLike, tiers: pd.DataFrame,
-                        out_png, out_pdf=None, image: str | None = None, level: str = "L1",
-                        vgg_weights: str | None = None, max_mb: float = 256, scale: int = 4,
-                        resize: str = "matlab", sr_path: str | os.PathLike | None = None) -> str:
+@dataclass(frozen=True)
+class MatchView:
+    """What the correspondence figure shows of one matching (plain arrays, no model).
+
+    ``py``/``px``: ``H x W`` matched patch centre in the reference's relu3_1 grid;
+    ``score``: S*; ``ref_grid``: the reference's relu3_1 map size; ``stride``: image pixels
+    per relu3_1 position; ``mean_cosine``: the tier score of the pair.
+    """
+
+    py: np.ndarray
+    px: np.ndarray
+    score: np.ndarray
+    ref_grid: tuple[int, int]
+    stride: int
+    mean_cosine: float
+
+
+def plot_correspondence(shown: np.ndarray, shown_label: str, ref: np.ndarray, view: MatchView,
+                        level: str, title: str, out_png, out_pdf=None) -> None:
     """SRNTT's relu3_1 matching of one test image against its ``level`` reference.
 
-    Panels: the LR input upsampled (or the SRNTT output when ``sr_path`` exists), the
-    reference with its position colour code, the colour of the matched reference position
-    for every output region, the reference blocks rearranged as matched, and S*.
-    Returns the image name.
+    Panels: ``shown`` (the LR input upsampled, or the SRNTT output), the reference with its
+    position colour code, the colour of the matched reference position for every output
+    region, the reference blocks rearranged as matched, and S*.
     """
-    from ..datasets.lr import lr_path
-    from ..imageio import to_tensor
-    from ..resize import down_up, upscale
-    from ..swap import RELU3_STRIDE, correspond
-    from ..vgg import load_vgg19
-
-    name = image or ds.groups[0].name
-    refs = references_at(tiers, ds, name, level)
-    if not refs:
-        raise RefsrError(f"image {name}", f"has no reference at level {level} in the tiers table")
-    lr = read_image(lr_path(lr_dir, "test", name))
-    ref = read_image(refs[0])
-    lr_up = upscale(lr, scale, resize)
-    vgg = load_vgg19(("relu3_1",), weights=vgg_weights)
-    corr = correspond(to_tensor(lr_up), [to_tensor(ref)], vgg, max_mb=max_mb,
-                      refs_down_up=[to_tensor(down_up(ref, scale, resize))])
-    py, px = (t.cpu().numpy() for t in corr.pos)
-    rh, rw = corr.ref_shapes[0]
+    py, px, score, mean_cos = view.py, view.px, view.score, view.mean_cosine
+    rh, rw = view.ref_grid
     code = position_colours(rh, rw)
     borrowed = code[py, px]
-    score = corr.score.cpu().numpy()
-    mean_cos = float(corr.cosine.mean()) if corr.cosine is not None else math.nan
-    s = RELU3_STRIDE
+    s = view.stride
     H, W = py.shape
 
-    shown, shown_label = lr_up, f"LR \u00d7{scale} bicubic (input)"
-    if sr_path is not None and Path(sr_path).is_file():
-        shown, shown_label = read_image(sr_path), f"SRNTT output ({level})"
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.9), constrained_layout=True)
     axes[0].imshow(shown)
     axes[0].set_title(shown_label, fontsize=9)
@@ -323,45 +326,5 @@ def plot_correspondence(ds: Dataset, lr_dir: str | os.PathLike, tiers: pd.DataFr
     for a in axes:
         a.set_xticks([])
         a.set_yticks([])
-    fig.suptitle(f"{ds.name}/{name}: SRNTT correspondence (VGG19 relu3_1, 3x3 patches) with its "
-                 f"{level} reference; VGG19 weights: {Path(str(vgg.weights_source)).name}",
-                 fontsize=10)
+    fig.suptitle(title, fontsize=10)
     _save(fig, out_png, out_pdf)
-    return name
-
-
-# --------------------------------------------------------------------------------------
-# the figures stage
-# --------------------------------------------------------------------------------------
-
-
-def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: str | os.PathLike,
-                lr_dir: str | os.PathLike, tiers_csv: str | os.PathLike, models: Sequence[str],
-                config: Mapping, outputs: Mapping[str, str]) -> None:
-    """The figures rule for one dataset: metric vs level, comparison grid, correspondence."""
-    from .tables import load_evals, lpips_provenance, summarise
-
-    ev = dict(config.get("evaluation") or {})
-    evals, metas = load_evals(eval_csvs)
-    summary = summarise(evals)
-    lp_text, lp_ok = lpips_provenance(metas.values())
-    metrics = list(ev.get("levels_figure_metrics", ["psnr", "ssim", "lpips"]))
-    plot_metric_vs_level(summary[summary["dataset"] == ds.name], models, metrics,
-                         f"{ds.name}: mean over {summary['n_images'].max()} test images per level",
-                         outputs["levels_png"], outputs.get("levels_pdf"), lp_ok, lp_text)
-    tiers = pd.read_csv(tiers_csv, keep_default_na=False, dtype={"group": str, "ref": str})
-    by_model = {m: df for (d, m), df in evals.items() if d == ds.name}
-    plot_comparison_grid(ds, sr_root, models, tiers, by_model, outputs["grid_png"],
-                         outputs.get("grid_pdf"), images=ev.get("grid_images") or None,
-                         levels=ev.get("grid_levels", ["L1", "L3", "L5"]),
-                         crop=int(ev.get("grid_crop", 64)), n_images=int(ev.get("grid_n_images", 3)))
-    refsr = _pick(models, REFSR_PREFERENCE)
-    image = ev.get("correspondence_image") or next(
-        (g.name for g in ds.groups if references_at(tiers, ds, g.name, "L1")), ds.groups[0].name)
-    sr_path = Path(sr_root) / refsr / image / "L1.png" if refsr else None
-    plot_correspondence(ds, lr_dir, tiers, outputs["corr_png"], outputs.get("corr_pdf"),
-                        image=image, level="L1", vgg_weights=config.get("vgg19_weights"),
-                        max_mb=float((config.get("matching") or {}).get("max_mb", 256)),
-                        scale=int(config.get("scale", 4)), resize=str(config.get("resize", "matlab")),
-                        sr_path=sr_path)
-    log.info("wrote the figures of %s", ds.name)

@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..atomic import atomic_path  # noqa: E402
-from ..datasets.layout import LEVELS  # noqa: E402
-from ..tiers import SCORES  # noqa: E402
+from refsr.core.atomic import atomic_path  # noqa: E402
+from refsr.data.layout import LEVELS  # noqa: E402
+from refsr.similarity.tiers import SCORES  # noqa: E402
 
 LABELS = {"local_inliers": "local-feature RANSAC inliers", "vgg_cosine": "VGG19 relu3_1 mean best cosine"}
 

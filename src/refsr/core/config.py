@@ -1,0 +1,119 @@
+"""The pipeline configuration: validated once against the JSON schema, defaults only from it.
+
+``workflow/schemas/config.schema.yaml`` is the single source of every config key, its
+meaning and its default. :func:`validate` checks a config against it (one line naming the
+offending key), fills in every default and returns the complete config; code downstream
+receives those validated values and states no defaults of its own. :func:`defaults` gives
+the schema's defaults of one section for callers outside the pipeline (the ``refsr`` CLI,
+the benchmarks).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from refsr.core.errors import RefsrError
+
+#: The schema, in the checkout this package runs from (``src/refsr/core`` -> repository root).
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@functools.cache
+def schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """The config schema (parsed once per process)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RefsrError(path, "config schema not found (refsr runs from its source checkout)")
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _filling_validator():
+    """A Draft 2020-12 validator that inserts each property's ``default`` before descending."""
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, sub):
+        if validator.is_type(instance, "object"):
+            for name, spec in props.items():
+                if isinstance(spec, Mapping) and "default" in spec and name not in instance:
+                    instance[name] = copy.deepcopy(spec["default"])
+        yield from check_properties(validator, props, instance, sub)
+
+    return jsonschema.validators.extend(base, {"properties": properties})
+
+
+def _key(path) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def check_schema(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH) -> None:
+    """Raise ``RefsrError('config key K', problem)`` for the most relevant schema violation."""
+    validator = jsonschema.Draft202012Validator(schema(schema_path))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
+    if error is None:
+        return
+    problem = error.message
+    if error.validator == "additionalProperties":
+        problem = f"unknown key ({error.message})"
+    raise RefsrError(f"config key {_key(error.absolute_path)}", problem)
+
+
+def check_references(config: Mapping[str, Any]) -> None:
+    """Cross-key checks the schema cannot express: dataset names must exist."""
+    names = set(config.get("datasets", {}))
+    wanted = [("train_dataset", config.get("train_dataset"))]
+    wanted += [("eval_datasets", n) for n in config.get("eval_datasets", [])]
+    for key, name in wanted:
+        if name not in names:
+            raise RefsrError(f"config key {key}",
+                             f"{name!r} is not one of the datasets ({', '.join(sorted(names))})")
+
+
+def validate(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """The complete config: ``config`` checked against the schema, every default filled in.
+
+    The input is not modified. Raises a one-line :class:`RefsrError` naming the key.
+    """
+    check_schema(config, schema_path)
+    out = copy.deepcopy(dict(config))
+    _filling_validator()(schema(schema_path)).validate(out)
+    check_references(out)
+    return out
+
+
+def load(path: str | os.PathLike | None) -> dict:
+    """Read a YAML config file (``None``: an empty config) and :func:`validate` it."""
+    raw: Any = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise RefsrError(path, f"cannot read the config ({type(err).__name__}: {err})") from None
+        if not isinstance(raw, Mapping):
+            raise RefsrError(path, "a config file must hold a mapping of keys")
+    return validate(raw)
+
+
+@functools.cache
+def _defaults() -> dict:
+    return validate({})
+
+
+def defaults(section: str | None = None) -> Any:
+    """The schema's defaults: the whole config, or one dotted ``section`` (e.g.
+    ``"matching.approximate"``). A fresh copy on every call."""
+    node: Any = _defaults()
+    for part in section.split(".") if section else ():
+        node = node[part]
+    return copy.deepcopy(node)

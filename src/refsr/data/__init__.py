@@ -1,0 +1,60 @@
+"""Dataset builders. Each returns a :class:`~refsr.data.layout.Dataset` whose images
+are written under ``out_dir/images``; :func:`build` dispatches on ``cfg['kind']``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from refsr.core.errors import RefsrError
+from refsr.data.layout import (
+    EVAL_LEVELS,
+    LEVELS,
+    Dataset,
+    TestGroup,
+    TrainPair,
+    read_manifest,
+    write_manifest,
+)
+
+__all__ = [
+    "EVAL_LEVELS", "LEVELS", "Dataset", "TestGroup", "TrainPair", "build", "read_manifest",
+    "write_manifest",
+]
+
+
+def build(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
+    """Build dataset ``name`` described by ``cfg`` into ``out_dir`` (which must exist)."""
+    kind = cfg.get("kind")
+    if kind == "embedded":
+        from refsr.data.embedded import build_embedded as builder
+    elif kind == "cufed5":
+        from refsr.data.cufed5 import build_cufed5 as builder
+    elif kind == "folder":
+        from refsr.data.folder import build_folder as builder
+    else:
+        raise RefsrError(f"datasets.{name}.kind", f"unknown dataset kind {kind!r} (embedded, cufed5, folder)")
+    return builder(name, cfg, Path(out_dir), scale)
+
+
+def build_to(name: str, cfg: dict, root: Path, scale: int = 4) -> Dataset:
+    """Build dataset ``name`` into ``root`` (``images/`` and ``manifest.csv``) all or nothing.
+
+    The dataset is built in a hidden staging folder beside ``root``; ``images/``
+    and then ``manifest.csv`` are renamed into place only once everything was
+    written, so a failed or interrupted build leaves no partial dataset.
+    """
+    import os
+    import shutil
+
+    from refsr.core.atomic import atomic_dir
+
+    root = Path(root)
+    with atomic_dir(root.parent / f".{root.name}.staging") as stage:
+        ds = build(name, cfg, stage, scale)
+        write_manifest(ds, stage / "manifest.csv")
+        root.mkdir(parents=True, exist_ok=True)
+        if (root / "images").exists():
+            shutil.rmtree(root / "images")
+        os.replace(stage / "images", root / "images")
+        os.replace(stage / "manifest.csv", root / "manifest.csv")
+    return read_manifest(root / "manifest.csv", name)

@@ -1,0 +1,1 @@
+"""Pretrained feature extractors (VGG19) and the weight files behind them."""

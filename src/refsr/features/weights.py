@@ -1,0 +1,79 @@
+"""Pretrained weights fetched ahead of time, for compute nodes without internet.
+
+``snakemake download_weights`` (a local rule: it runs where Snakemake runs, e.g. a login
+node) or ``refsr download-weights`` puts every ImageNet weight file the pipeline would
+otherwise download into torch's hub cache (``$TORCH_HOME/hub/checkpoints``, by default
+``~/.cache/torch/hub/checkpoints``). :func:`refsr.vgg.load_vgg19` and
+:class:`refsr.metrics.LPIPSMetric` look there first, so jobs never need the network. The
+cache must be on a file system the compute nodes see (home directories usually are; else
+point ``TORCH_HOME`` at a shared directory for both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from refsr.core.errors import RefsrError
+
+#: name -> (URL, what needs it). The files are torchvision's, hash-named.
+WEIGHTS = {
+    "vgg19": ("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+              "VGG19 ImageNet (similarity tiers, SRNTT features, perceptual and texture losses)"),
+    "lpips_alex": ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+                   "AlexNet ImageNet (the LPIPS backbone)"),
+}
+
+#: What a message about a missing weight file tells the user to do.
+OFFLINE_HINT = ("run `snakemake download_weights` (or `refsr download-weights`) on a machine "
+                "with internet")
+
+
+def cache_path(name: str) -> Path:
+    """Where torch's hub cache keeps weight ``name`` (honours ``TORCH_HOME``)."""
+    import torch.hub
+
+    url = _url(name)
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+
+
+def needed(config: Mapping) -> list[str]:
+    """The weights a (validated) pipeline config downloads: those it names no local file for."""
+    out = []
+    if not config.get("vgg19_weights"):
+        out.append("vgg19")
+    evaluation = config.get("evaluation") or {}
+    if evaluation.get("lpips", True) and not evaluation.get("lpips_weights"):
+        out.append("lpips_alex")
+    return out
+
+
+def download(names: Iterable[str] | None = None, progress: bool = False) -> dict[str, Path]:
+    """Fetch ``names`` (default: all) into the hub cache unless already there; their paths.
+
+    Downloads are hash-checked against the file name, as torchvision does, and written
+    atomically (``torch.hub.download_url_to_file`` renames a temporary file into place).
+    """
+    import torch.hub
+
+    paths = {}
+    for name in list(WEIGHTS) if names is None else list(names):
+        url, dst = _url(name), cache_path(name)
+        if not dst.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            match = torch.hub.HASH_REGEX.search(dst.name)
+            try:
+                torch.hub.download_url_to_file(url, str(dst), match.group(1) if match else None,
+                                               progress=progress)
+            except Exception as err:  # URLError, HTTPError, hash mismatch, disk full, ...
+                detail = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+                raise RefsrError(url, f"download of the {name} weights failed ({detail}); "
+                                      "this needs a machine with internet") from None
+        paths[name] = dst
+    return paths
+
+
+def _url(name: str) -> str:
+    if name not in WEIGHTS:
+        raise RefsrError(name, f"unknown weights; choose from {', '.join(WEIGHTS)}")
+    return WEIGHTS[name][0]

@@ -1,0 +1,98 @@
+"""Inference: super-resolve an LR image with any model (bicubic, SISR, SRNTT), any size.
+
+For SRNTT the correspondence is computed once over the whole image (streamed,
+memory-bounded by ``max_mb``) and the swapped maps M are built for the whole
+image; the network then runs over overlapping LR tiles (``tile`` LR pixels plus
+``pad`` of context on each side), so activation memory stays bounded for large
+inputs. ``tile=0`` runs the network on the whole image at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from refsr.core.errors import RefsrError
+from refsr.core.imageio import MIN_SIDE, from_tensor, to_tensor
+from refsr.data.resize import down_up, upscale
+from refsr.features.vgg import load_vgg19
+from refsr.matching import transfer
+from refsr.models import registry
+from refsr.models.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+BICUBIC = "bicubic"
+
+
+class SuperResolver:
+    """``sr = SuperResolver(...)(lr, refs)`` on uint8 RGB arrays."""
+
+    def __init__(self, checkpoint: str | None, model: str | None = None, vgg_weights: str | None = None,
+                 device: str = "cpu", max_mb: float = 256, tile: int = 128, pad: int = 16,
+                 scale: int = 4, resize: str = "matlab", match_mode: str = "exact", approx: dict | None = None):
+        self.scale, self.resize, self.max_mb, self.tile, self.pad = scale, resize, max_mb, tile, pad
+        if match_mode not in ("exact", "approximate"):
+            raise RefsrError("matching mode", f"must be exact or approximate, got {match_mode!r}")
+        self.match_mode, self.approx = match_mode, approx  # SRNTT's patch matching (refsr.matching.match)
+        self.device = torch.device(device)
+        self.net = self.vgg = None
+        if model == BICUBIC or (model is None and checkpoint in (None, BICUBIC)):
+            self.name = BICUBIC
+            return
+        if checkpoint is None:
+            raise RefsrError("--checkpoint", f"model {model!r} needs a trained checkpoint")
+        self.net, ckpt = load_checkpoint(checkpoint, expected=model, map_location="cpu")
+        self.net = self.net.to(self.device).eval()
+        self.name = ckpt["model"]
+        if registry.get(self.name).uses_reference:
+            self.vgg = load_vgg19(("relu1_1", "relu2_1", "relu3_1"), weights=vgg_weights, device=self.device)
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.vgg is not None
+
+    @torch.no_grad()
+    def __call__(self, lr: np.ndarray, refs: list[np.ndarray] | None = None) -> np.ndarray:
+        if self.name == BICUBIC:
+            return upscale(lr, self.scale, self.resize)
+        lr_t = to_tensor(lr, self.device)
+        if not self.uses_reference:
+            return from_tensor(self._tiled(lr_t, {}))
+        if not refs:
+            raise RefsrError("--ref", f"{self.name} needs at least one reference image")
+        for i, ref in enumerate(refs):
+            if min(ref.shape[:2]) < MIN_SIDE:
+                raise RefsrError(f"reference {i + 1}", f"is {ref.shape[1]}x{ref.shape[0]}, smaller than "
+                                                       f"one relu3_1 patch ({MIN_SIDE}x{MIN_SIDE})")
+        lr_up = to_tensor(upscale(lr, self.scale, self.resize), self.device)
+        refs_t = [to_tensor(r, self.device) for r in refs]
+        refs_du = [to_tensor(down_up(r, self.scale, self.resize), self.device) for r in refs]
+        _, maps = transfer(lr_up, refs_t, self.vgg, max_mb=self.max_mb, refs_down_up=refs_du,
+                           mode=self.match_mode, approx=self.approx)
+        return from_tensor(self._tiled(lr_t, maps))
+
+    def _run(self, lr: torch.Tensor, maps: dict) -> torch.Tensor:
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        with autocast:
+            out = self.net(lr, maps) if self.uses_reference else self.net(lr)
+        return out.float()
+
+    def _tiled(self, lr: torch.Tensor, maps: dict) -> torch.Tensor:
+        h, w = lr.shape[-2:]
+        t, p, s = self.tile, self.pad, self.scale
+        if t <= 0 or (h <= t and w <= t):
+            return self._run(lr, maps)
+        out = torch.zeros(1, 3, h * s, w * s, device=lr.device)
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                ya, yb, xa, xb = max(0, y0 - p), min(h, y0 + t + p), max(0, x0 - p), min(w, x0 + t + p)
+                crops = {k: m[..., ya * m.shape[-2] // h:yb * m.shape[-2] // h,
+                              xa * m.shape[-1] // w:xb * m.shape[-1] // w] for k, m in maps.items()}
+                sr = self._run(lr[..., ya:yb, xa:xb], crops)
+                y1, x1 = min(h, y0 + t), min(w, x0 + t)
+                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[..., (y0 - ya) * s:(y1 - ya) * s,
+                                                          (x0 - xa) * s:(x1 - xa) * s]
+        return out

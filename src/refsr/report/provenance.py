@@ -1,0 +1,103 @@
+"""What every table caption states besides the table itself: protocol, weights, code, config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refsr.evaluation.protocol import protocol_from_config
+from refsr.features.vgg import resolve_source
+
+
+def git_commit(repo_dir: str | os.PathLike | None = None) -> str:
+    """``git rev-parse --short HEAD`` of ``repo_dir`` (+ ``-dirty`` with uncommitted
+    changes to tracked files); ``"unknown"`` outside a repository or without git."""
+    cwd = str(repo_dir) if repo_dir else None
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True,
+                              text=True, timeout=20)
+        if head.returncode != 0 or not head.stdout.strip():
+            return "unknown"
+        commit = head.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=20)
+        return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the sha256 of the JSON-dumped config (keys sorted)."""
+    text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _sha256_12(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def vgg_provenance(weights: str | os.PathLike | None = None) -> str:
+    """Where the VGG19 weights come from (``REFSR_VGG19_WEIGHTS`` wins), with a file hash."""
+    source, origin = resolve_source(weights)
+    path = Path(source)
+    if path.is_file():
+        return f"{path.name} ({origin}, sha256 {_sha256_12(path)})"
+    return f"{source} ({origin})"
+
+
+def lpips_provenance(sidecars: Iterable[Mapping[str, Any]]) -> tuple[str, bool]:
+    """One phrase for LPIPS over all evaluation jobs, and whether every job had it."""
+    sources, reasons = set(), set()
+    for meta in sidecars:
+        info = meta.get("lpips", {})
+        if info.get("available"):
+            sources.add(str(info.get("source")))
+        else:
+            reasons.add(str(info.get("reason") or "unavailable"))
+    if sources and not reasons:
+        return f"LPIPS AlexNet weights: {'; '.join(sorted(sources))}", True
+    if reasons and not sources:
+        return f"LPIPS not computed (n/a): {'; '.join(sorted(reasons))}", False
+    return (f"LPIPS mixed: weights {'; '.join(sorted(sources))} for some jobs, not computed for "
+            f"others ({'; '.join(sorted(reasons))})", False)
+
+
+@dataclass
+class Provenance:
+    """What every caption states besides the table's own description."""
+
+    protocol: str
+    vgg19: str
+    lpips: str
+    commit: str
+    config_hash: str
+    datasets: dict[str, int] = field(default_factory=dict)  # name -> number of test images
+
+    def sentence(self, datasets: Sequence[str] | None = None) -> str:
+        names = list(datasets) if datasets is not None else list(self.datasets)
+        ds = ", ".join(f"{n} ({self.datasets.get(n, '?')} test images)" for n in names)
+        return (f"Dataset: {ds}. Protocol: {self.protocol} VGG19 weights: {self.vgg19}. "
+                f"{self.lpips}. Code: git {self.commit}; config sha256 {self.config_hash}.")
+
+
+def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
+                     repo_dir: str | os.PathLike | None) -> tuple[Provenance, bool]:
+    lp_text, lp_ok = lpips_provenance(metas.values())
+    datasets: dict[str, int] = {}
+    for (ds, _), df in evals.items():
+        datasets[ds] = max(datasets.get(ds, 0), int(df["image"].nunique()))
+    prov = Provenance(protocol=protocol_from_config(config).describe(),
+                      vgg19=vgg_provenance(config.get("vgg19_weights")), lpips=lp_text,
+                      commit=git_commit(repo_dir), config_hash=config_hash(config),
+                      datasets=datasets)
+    return prov, lp_ok

@@ -1,0 +1,41 @@
+"""Local-feature similarity: keypoints, Lowe's ratio test, a RANSAC homography."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from refsr.core.errors import RefsrError
+
+
+@dataclass(frozen=True)
+class LocalFeatureMatcher:
+    """Keypoint matching + RANSAC homography; ``score`` returns the inlier count."""
+
+    kind: str = "sift"
+    ratio: float = 0.75
+    ransac_px: float = 5.0
+
+    def _detector(self):
+        if self.kind == "sift":
+            return cv2.SIFT_create(), cv2.NORM_L2
+        if self.kind == "orb":
+            return cv2.ORB_create(nfeatures=4000), cv2.NORM_HAMMING
+        raise RefsrError("tiers.local_features", f"unknown detector {self.kind!r} (sift, orb)")
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> int:
+        det, norm = self._detector()
+        ka, da = det.detectAndCompute(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), None)
+        kb, db = det.detectAndCompute(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), None)
+        if da is None or db is None or len(ka) < 2 or len(kb) < 2:
+            return 0
+        pairs = cv2.BFMatcher(norm).knnMatch(da, db, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
+        if len(good) < 4:
+            return 0
+        src = np.float32([ka[m.queryIdx].pt for m in good])
+        dst = np.float32([kb[m.trainIdx].pt for m in good])
+        _, mask = cv2.findHomography(src, dst, cv2.RANSAC, self.ransac_px)
+        return int(mask.sum()) if mask is not None else 0

@@ -1,0 +1,11 @@
+"""Rule degrade: the LR (bicubic x1/scale) of every test HR and training input."""
+
+from __future__ import annotations
+
+from refsr.data import read_manifest
+from refsr.data.lr import write_lr
+
+
+def main(smk) -> None:
+    ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
+    write_lr(ds, smk.output[0], smk.params.scale, smk.params.resize)

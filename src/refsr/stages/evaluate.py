@@ -1,0 +1,57 @@
+"""Rule evaluate: PSNR / SSIM / LPIPS of one model on every test image and level of a dataset."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from refsr.data import read_manifest
+from refsr.data.layout import Dataset
+from refsr.evaluation.lpips import LPIPSMetric
+from refsr.evaluation.protocol import protocol_from_config
+from refsr.evaluation.results import evaluate_model, lpips_info, sidecar, write_results
+
+log = logging.getLogger(__name__)
+
+
+def run_evaluation(ds: Dataset, sr_dir: str | os.PathLike, model: str, config: Mapping[str, Any],
+                   csv_path: str | os.PathLike, json_path: str | os.PathLike,
+                   lpips_metric: LPIPSMetric | None = None) -> pd.DataFrame:
+    """Score one model on one dataset, write the CSV and its sidecar.
+
+    One :class:`LPIPSMetric` per job (downloads allowed: offline it fails fast and the
+    column is NaN with the reason in the sidecar); ``lpips_metric`` replaces it.
+    """
+    protocol = protocol_from_config(config)
+    ev = config["evaluation"]
+    enabled = bool(ev["lpips"])
+    if lpips_metric is None and enabled:
+        lpips_metric = LPIPSMetric(weights_path=ev["lpips_weights"] or None,
+                                   device=str(config["device"]), allow_download=True)
+    metric = lpips_metric if enabled else None
+    info = lpips_info(metric, enabled)
+    if info["available"]:
+        log.info("LPIPS weights: %s", info["source"])
+    else:
+        log.warning("LPIPS not computed (NaN): %s", info["reason"])
+    log.info("protocol: %s", protocol.describe())
+    df, missing = evaluate_model(ds, sr_dir, protocol, metric)
+    meta = sidecar(df, missing, protocol, info, ds.name, model)
+    write_results(df, meta, csv_path, json_path)
+    scored = df.dropna(subset=["psnr"])
+    for level, part in scored.groupby("level", sort=False):
+        log.info("%s %s: PSNR %.3f dB, SSIM %.4f over %d images", model, level,
+                 part["psnr"].mean(), part["ssim"].mean(), len(part))
+    if missing:
+        log.warning("%d (image, level) cells have no SR output; the tables mark them", len(missing))
+    return df
+
+
+def main(smk) -> None:
+    ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
+    run_evaluation(ds, smk.input.sr, smk.wildcards.model, smk.params.config,
+                   smk.output.csv, smk.output.json)

@@ -1,0 +1,87 @@
+"""Rule figures: metric vs level, visual comparison grid and correspondence picture of one dataset."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from refsr.core.errors import RefsrError
+from refsr.core.imageio import read_image, to_tensor
+from refsr.data import read_manifest
+from refsr.data.layout import Dataset
+from refsr.data.lr import lr_path
+from refsr.data.resize import down_up, upscale
+from refsr.features.vgg import load_vgg19
+from refsr.inference.levels import read_tiers
+from refsr.matching import MATCH_LAYER, RELU3_STRIDE, correspond
+from refsr.report.figures import (
+    MatchView,
+    plot_comparison_grid,
+    plot_correspondence,
+    plot_metric_vs_level,
+    references_at,
+    showcase,
+)
+from refsr.report.provenance import lpips_provenance
+from refsr.report.summary import load_evals, summarise
+
+log = logging.getLogger(__name__)
+
+
+def match_view(lr_up, ref, vgg, max_mb: float, scale: int, resize: str) -> MatchView:
+    """SRNTT's relu3_1 matching of ``lr_up`` against one reference, as figure arrays."""
+    corr = correspond(to_tensor(lr_up), [to_tensor(ref)], vgg, max_mb=max_mb,
+                      refs_down_up=[to_tensor(down_up(ref, scale, resize))])
+    py, px = (t.cpu().numpy() for t in corr.pos)
+    mean_cos = float(corr.cosine.mean()) if corr.cosine is not None else math.nan
+    return MatchView(py=py, px=px, score=corr.score.cpu().numpy(), ref_grid=corr.ref_shapes[0],
+                     stride=RELU3_STRIDE, mean_cosine=mean_cos)
+
+
+def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: str | os.PathLike,
+                lr_dir: str | os.PathLike, tiers_csv: str | os.PathLike, models: Sequence[str],
+                config: Mapping, outputs: Mapping[str, str]) -> None:
+    """Metric vs level, comparison grid and correspondence figure of one dataset."""
+    ev = config["evaluation"]
+    evals, metas = load_evals(eval_csvs)
+    summary = summarise(evals)
+    lp_text, lp_ok = lpips_provenance(metas.values())
+    plot_metric_vs_level(summary[summary["dataset"] == ds.name], models, list(ev["levels_figure_metrics"]),
+                         f"{ds.name}: mean over {summary['n_images'].max()} test images per level",
+                         outputs["levels_png"], outputs.get("levels_pdf"), lp_ok, lp_text)
+    tiers = read_tiers(tiers_csv)
+    by_model = {m: df for (d, m), df in evals.items() if d == ds.name}
+    plot_comparison_grid(ds, sr_root, models, tiers, by_model, outputs["grid_png"],
+                         outputs.get("grid_pdf"), images=ev["grid_images"] or None,
+                         levels=ev["grid_levels"], crop=int(ev["grid_crop"]),
+                         n_images=int(ev["grid_n_images"]))
+    _, refsr = showcase(models)
+    level = "L1"
+    image = ev["correspondence_image"] or next(
+        (g.name for g in ds.groups if references_at(tiers, ds, g.name, level)), ds.groups[0].name)
+    refs = references_at(tiers, ds, image, level)
+    if not refs:
+        raise RefsrError(f"image {image}", f"has no reference at level {level} in the tiers table")
+    scale, resize = int(config["scale"]), str(config["resize"])
+    lr_up = upscale(read_image(lr_path(lr_dir, "test", image)), scale, resize)
+    ref = read_image(refs[0])
+    vgg = load_vgg19((MATCH_LAYER,), weights=config["vgg19_weights"])
+    view = match_view(lr_up, ref, vgg, float(config["matching"]["max_mb"]), scale, resize)
+    shown, shown_label = lr_up, f"LR \u00d7{scale} bicubic (input)"
+    sr_path = Path(sr_root) / refsr / image / f"{level}.png" if refsr else None
+    if sr_path is not None and sr_path.is_file():
+        shown, shown_label = read_image(sr_path), f"SRNTT output ({level})"
+    title = (f"{ds.name}/{image}: SRNTT correspondence (VGG19 relu3_1, 3x3 patches) with its "
+             f"{level} reference; VGG19 weights: {Path(str(vgg.weights_source)).name}")
+    plot_correspondence(shown, shown_label, ref, view, level, title, outputs["corr_png"],
+                        outputs.get("corr_pdf"))
+    log.info("wrote the figures of %s", ds.name)
+
+
+def main(smk) -> None:
+    ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
+    run_figures(ds, list(smk.input.csv), smk.params.sr_root, smk.input.lr, smk.input.tiers,
+                smk.params.models, smk.params.config, dict(smk.output.items()))

@@ -1,0 +1,47 @@
+"""Glue shared by the Snakemake rule scripts in ``scripts/``.
+
+A rule script is three lines: import its stage function, and hand it to
+:func:`run` together with the ``snakemake`` object. ``run`` sends logging to
+the rule's ``log:`` file, sets the thread count from ``threads:``, and turns a
+:class:`~refsr.core.errors.RefsrError` into one clear line and a non-zero exit
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from refsr.core.errors import RefsrError
+
+log = logging.getLogger("refsr")
+
+
+def setup_logging(logfile: str | None = None, level: int = logging.INFO) -> None:
+    """Log to ``logfile`` (and stderr) with timestamps."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, mode="w"))
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=handlers, force=True)
+
+
+def run(stage: Callable[[object], None], smk) -> None:
+    """Run ``stage(smk)`` as a rule body: logging, threads, one-line errors."""
+    setup_logging(smk.log[0] if len(smk.log) else None)
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, int(smk.threads)))
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    log.info("rule %s started", smk.rule)
+    try:
+        stage(smk)
+    except RefsrError as err:
+        log.error("%s", err)
+        sys.exit(1)
+    log.info("rule %s finished", smk.rule)

@@ -1,0 +1,44 @@
+"""Rule tables: main, per-level (and on CUFED5 paper-vs-reproduced) tables as CSV, Markdown, LaTeX."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from refsr.report.provenance import build_provenance
+from refsr.report.render import Table
+from refsr.report.summary import load_evals, summarise
+from refsr.report.tables import main_table, paper_table, per_level_table
+
+log = logging.getLogger(__name__)
+
+
+def run_tables(csv_paths: Sequence[str | os.PathLike], config: Mapping[str, Any],
+               models: Sequence[str], datasets: Sequence[str], outputs: Mapping[str, Any],
+               repo_dir: str | os.PathLike | None = None,
+               paper_dataset: str | None = None) -> dict[str, Table]:
+    """``outputs`` has ``{main,per_level[,paper]}_{csv,md,tex}`` paths."""
+    evals, metas = load_evals(csv_paths)
+    prov, lp_ok = build_provenance(config, metas, evals, repo_dir)
+    level = str(config["evaluation"]["main_level"])
+    summary = summarise(evals)
+    tables = {"main": main_table(summary, models, datasets, prov, level, lp_ok),
+              "per_level": per_level_table(summary, models, datasets, prov, lp_ok)}
+    if paper_dataset is not None:
+        tables["paper"] = paper_table(summary, models, paper_dataset, prov, level)
+    for key, table in tables.items():
+        table.write(outputs[f"{key}_csv"], outputs[f"{key}_md"], outputs[f"{key}_tex"])
+        log.info("wrote the %s table", table.name)
+    n_missing = int(summary["n_missing"].sum())
+    if n_missing:
+        log.warning("%d (image, level) cells have no SR output; their means are marked, "
+                    "not reported", n_missing)
+    return tables
+
+
+def main(smk) -> None:
+    run_tables(list(smk.input.csv), smk.params.config, smk.params.models, smk.params.datasets,
+               dict(smk.output.items()), repo_dir=smk.params.repo,
+               paper_dataset=smk.params.paper_dataset)
