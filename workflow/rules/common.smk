@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from refsr.core import config as refsr_config
+from refsr.core.config import canonical
 from refsr.core.errors import RefsrError
 from refsr.evaluation.protocol import protocol_from_config
 from refsr.models import registry
@@ -48,8 +49,12 @@ wildcard_constraints:
     model="|".join(registry.names()),
 
 
+# Params are canonical (keys sorted, recursively): Snakemake compares a rule's params by their
+# representation, so a config re-saved with its keys in another order must re-run nothing.
+
+
 def dataset_cfg(wildcards):
-    return config["datasets"][wildcards.dataset]
+    return canonical(config["datasets"][wildcards.dataset])
 
 
 def data_targets():
@@ -132,7 +137,24 @@ PAPER_DATASET = next(
 
 def config_subset(*keys):
     """Only the config keys a job uses, as params (other keys changing do not re-run it)."""
-    return {key: config[key] for key in keys}
+    return canonical({key: config[key] for key in keys})
+
+
+def infer_params():
+    """What determines the SR images: the matching's memory budget does not (the stage reads
+    it from the config), the rest of matching and inference does."""
+    matching = {k: v for k, v in config["matching"].items() if k != "max_mb"}
+    return canonical(
+        {
+            **config_subset("scale", "resize", "device", "vgg19_weights", "inference"),
+            "matching": matching,
+        }
+    )
+
+
+def train_job_params(wildcards):
+    """What determines a model's trained weights (refsr.training.config.train_params)."""
+    return canonical(train_params(wildcards.model, config))
 
 
 def eval_csvs(datasets=None, models=None):

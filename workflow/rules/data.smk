@@ -71,7 +71,7 @@ rule tiers:
         mem_mb=4000,
         runtime=60,
     params:
-        tiers=config["tiers"],
+        tiers=canonical(config["tiers"]),
         scale=config["scale"],
         resize=config["resize"],
         vgg19_weights=config["vgg19_weights"],

@@ -51,7 +51,7 @@ rule tables:
         mem_mb=2000,
         runtime=10,
     params:
-        config=config,  # all of it: the captions carry its hash
+        config=canonical(config),  # all of it: the captions carry its hash
         models=MODELS,
         datasets=EVAL_DATASETS,
         paper_dataset=PAPER_DATASET,

@@ -18,8 +18,6 @@ rule infer:
         runtime=240,
         gpu=infer_gpu,
     params:
-        config=config_subset(
-            "scale", "resize", "device", "vgg19_weights", "matching", "inference"
-        ),
+        config=infer_params(),
     script:
         "../../scripts/infer.py"

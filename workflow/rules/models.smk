@@ -22,7 +22,6 @@ rule correspondence:
     params:
         scale=config["scale"],
         resize=config["resize"],
-        max_mb=config["matching"]["max_mb"],
         vgg19_weights=config["vgg19_weights"],
     script:
         "../../scripts/correspondence.py"
@@ -53,7 +52,7 @@ rule train:
         runtime=1440,
         gpu=train_gpus,
     params:
-        train=lambda wc: train_params(wc.model, config),
+        train=train_job_params,
         scale=config["scale"],
         vgg19_weights=config["vgg19_weights"],
         state=lambda wc: f"results/checkpoints/{wc.model}/state.pt",

@@ -117,3 +117,15 @@ def defaults(section: str | None = None) -> Any:
     for part in section.split(".") if section else ():
         node = node[part]
     return copy.deepcopy(node)
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, recursively: equal configs give equal
+    ``repr``, whatever the key order or formatting of the YAML they came from. Snakemake
+    compares a rule's params by their representation, so every rule's params go through
+    this (a re-ordered config must not re-run anything)."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value

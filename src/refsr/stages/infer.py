@@ -51,7 +51,7 @@ def main(smk) -> None:
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
     resolver = SuperResolver(smk.input.get("checkpoint"), model=smk.wildcards.model,
                              vgg_weights=cfg["vgg19_weights"], device=cfg["device"],
-                             max_mb=cfg["matching"]["max_mb"], tile=cfg["inference"]["tile"],
+                             max_mb=smk.config["matching"]["max_mb"], tile=cfg["inference"]["tile"],
                              pad=cfg["inference"]["pad"], scale=cfg["scale"], resize=cfg["resize"],
                              match_mode=cfg["matching"]["mode"], approx=cfg["matching"]["approximate"])
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output[0])

@@ -4,13 +4,13 @@ data-parallel under torchrun (:mod:`refsr.training.distributed`)."""
 
 from __future__ import annotations
 
-from refsr.training.config import TrainConfig
+from refsr.training.config import TrainConfig, untracked
 from refsr.training.distributed import launch
 from refsr.training.trainer import train_model
 
 
 def main(smk) -> None:
-    cfg = TrainConfig(**smk.params.train)
+    cfg = TrainConfig(**smk.params.train, **untracked(smk.config))
     args = dict(manifest=smk.input.manifest, lr_dir=smk.input.lr, corr_dir=smk.input.get("corr"),
                 init_ckpt=smk.input.get("init"), state_path=smk.params.state,
                 checkpoint=smk.output.checkpoint, log_csv=smk.output.log_csv,

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 
 from refsr.models import registry
 
-#: TrainConfig fields that do not change the trained weights (excluded from the fingerprint).
+#: TrainConfig fields that do not change the trained weights (excluded from the fingerprint;
+#: ``device`` can change them in the last bits, but a run may move between machines).
 VOLATILE = ("checkpoint_every", "log_every", "device", "max_mb")
 
 
@@ -42,16 +43,49 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def loss_for(model: str, loss: Mapping) -> dict:
+    """The keys of the config's ``loss`` section that ``model`` trains with: the weights of its
+    terms (its registry entry's ``losses``), the perceptual layer if it has a perceptual term,
+    the gradient-penalty weight if it has an adversarial one. Changing any other key leaves
+    its training alone."""
+    used = registry.get(model).losses
+    keys = list(used)
+    if "perceptual" in used:
+        keys.append("perceptual_layer")
+    if "adversarial" in used:
+        keys.append("gp")
+    return {k: loss[k] for k in keys}
+
+
 def config_for(model: str, config: Mapping) -> TrainConfig:
     """The :class:`TrainConfig` of ``model`` from the (validated) pipeline config."""
     t = config["train"]
-    return TrainConfig(model=model, arch=registry.arch_config(model, config), loss=dict(config["loss"]),
+    adversarial = "adversarial" in registry.get(model).losses
+    return TrainConfig(model=model, arch=registry.arch_config(model, config),
+                       loss=loss_for(model, config["loss"]),
                        iterations=int(t["iterations"][model]), batch_size=int(t["batch_size"]),
-                       lr=float(t["lr"]), seed=int(config["seed"]), disc=dict(config["discriminator"]),
+                       lr=float(t["lr"]), seed=int(config["seed"]),
+                       disc=dict(config["discriminator"]) if adversarial else {},
                        checkpoint_every=int(t["checkpoint_every"]), log_every=int(t["log_every"]),
                        max_mb=float(config["matching"]["max_mb"]), device=config["device"])
 
 
+#: TrainConfig fields that are not Snakemake params: how often training logs and saves its
+#: state, and the stitching memory budget, change no weight, so changing them re-runs nothing.
+NOT_PARAMS = ("checkpoint_every", "log_every", "max_mb")
+
+
 def train_params(model: str, config: Mapping) -> dict:
-    """Plain-dict form of :func:`config_for` (Snakemake params)."""
-    return asdict(config_for(model, config))
+    """What determines ``model``'s weights, as Snakemake params: :func:`config_for` without
+    :data:`NOT_PARAMS` (the stage reads those from the config, :func:`untracked`)."""
+    params = asdict(config_for(model, config))
+    for key in NOT_PARAMS:
+        params.pop(key)
+    return params
+
+
+def untracked(config: Mapping) -> dict:
+    """The :data:`NOT_PARAMS` fields of a :class:`TrainConfig`, from the pipeline config."""
+    t = config["train"]
+    return {"checkpoint_every": int(t["checkpoint_every"]), "log_every": int(t["log_every"]),
+            "max_mb": float(config["matching"]["max_mb"])}

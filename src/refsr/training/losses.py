@@ -157,22 +157,26 @@ class LossConfig:
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any], model: str | None = None,
                   where: str = "loss config") -> LossConfig:
-        """Build from a validated ``loss`` section (every key present).
+        """Build from a validated ``loss`` section.
 
         With ``model`` given, terms that model does not use (its registry entry's ``losses``)
-        are set to 0, e.g. ``srntt_l2`` keeps only reconstruction.
+        are set to 0, e.g. ``srntt_l2`` keeps only reconstruction, and may be missing from
+        ``cfg`` (as in :func:`refsr.training.config.loss_for`); without, every key is needed.
         """
         names = [f.name for f in fields(cls)]
-        missing = [k for k in names if k not in cfg]
         unknown = sorted(set(cfg) - set(names))
-        if missing or unknown:
-            raise RefsrError(where, f"missing key(s) {missing}, unknown key(s) {unknown}")
-        values = {k: (cfg[k] if k == "perceptual_layer" else float(cfg[k])) for k in names}
-        out = cls(**values)
-        if model is not None:
+        if unknown:
+            raise RefsrError(where, f"unknown key(s) {unknown}")
+        cfg = dict(cfg)
+        if model is not None:  # terms the model does not use may be left out
             used = registry.get(model, where=where).losses
-            out = replace(out, **{t: 0.0 for t in TERMS if t not in used})
-        return out
+            cfg.update({t: 0.0 for t in TERMS if t not in used})
+            cfg.setdefault("gp", 0.0)
+            cfg.setdefault("perceptual_layer", "")
+        missing = [k for k in names if k not in cfg]
+        if missing:
+            raise RefsrError(where, f"missing key(s) {missing}")
+        return cls(**{k: (cfg[k] if k == "perceptual_layer" else float(cfg[k])) for k in names})
 
     def active(self) -> tuple[str, ...]:
         """Terms with a non-zero weight, in :data:`TERMS` order."""
