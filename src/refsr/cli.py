@@ -1,4 +1,4 @@
-"""The ``refsr`` command line: degrade, sr, score, bench, download-weights.
+"""The ``refsr`` command line: degrade, sr, score, bench, download-weights, import-weights.
 
 Every command exits non-zero with one line ``refsr: error: <file or option>: <problem>``
 on bad input, and writes its output atomically (nothing partial is left behind).
@@ -81,7 +81,16 @@ def _cmd_download_weights(args) -> None:
     print(json.dumps({name: str(path) for name, path in paths.items()}))
 
 
+def _cmd_import_weights(args) -> None:
+    from refsr.models.importers import import_weights
+
+    written = import_weights(args.source, args.src, args.out)
+    print(json.dumps({model: str(path) for model, path in written.items()}))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from refsr.models.importers import IMPORTERS
+
     p = argparse.ArgumentParser(prog="refsr", description="Reference-based super-resolution (SRNTT).")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -143,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fetch only this one (repeat for several); default: all")
     w.add_argument("--quiet", action="store_true", help="no download progress bar")
     w.set_defaults(func=_cmd_download_weights)
+
+    i = sub.add_parser("import-weights", help="convert released weights of a published method into "
+                                              "refsr checkpoints (OUT/{model}.pt); one JSON line")
+    i.add_argument("source", choices=sorted(IMPORTERS), help="the format of the released weights")
+    i.add_argument("src", help="the released file or folder")
+    i.add_argument("--out", required=True, help="folder for the refsr checkpoints")
+    i.set_defaults(func=_cmd_import_weights)
     return p
 
 

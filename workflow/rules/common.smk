@@ -10,7 +10,7 @@ from refsr.core import config as refsr_config
 from refsr.core.config import canonical
 from refsr.core.errors import RefsrError
 from refsr.evaluation.protocol import protocol_from_config
-from refsr.models import registry
+from refsr.models import importers, registry
 from refsr.training.config import train_params
 
 # Rule scripts import refsr from this checkout, whichever Python runs them: this one, or a
@@ -35,6 +35,7 @@ envvars:
 try:
     _validated = refsr_config.validate(config)
     registry.check_config(_validated)
+    importers.check_config(_validated)
 except RefsrError as err:
     sys.exit(f"refsr: invalid configuration: {err}")
 config.clear()
@@ -73,8 +74,14 @@ def data_targets():
 
 TRAIN_DS = config["train_dataset"]
 MODELS = list(config["models"])
-# The models to train: those listed and every model they start from (registry order).
-TRAIN_MODELS = [m for m in registry.with_ancestors(MODELS) if registry.get(m).trainable]
+# Models with given weights (config "pretrained") are imported, not trained; the models to
+# train are those listed and every model they start from (registry order).
+PRETRAINED = dict(config["pretrained"])
+TRAIN_MODELS = [
+    m
+    for m in registry.with_ancestors(MODELS, given=PRETRAINED)
+    if registry.get(m).trainable and m not in PRETRAINED
+]
 USE_GPU = 1 if config["device"] == "cuda" else 0
 # Conda environment (--sdm conda) of the rules that take a GPU when the config says cuda:
 # a CUDA build of torch then, else the CPU one (paths relative to workflow/rules/*.smk).
@@ -82,7 +89,14 @@ GPU_RULE_ENV = "../../envs/refsr-gpu.yaml" if USE_GPU else "../../envs/refsr.yam
 
 
 def checkpoint_of(model):
+    """The checkpoint inference uses: trained here, or imported from given weights."""
+    if model in PRETRAINED:
+        return f"results/imported/{model}/checkpoint.pt"
     return f"results/models/{model}/checkpoint.pt"
+
+
+def pretrained_path(wildcards):
+    return PRETRAINED[wildcards.model]["path"]
 
 
 def train_inputs(wildcards):

@@ -58,3 +58,24 @@ rule train:
         state=lambda wc: f"results/checkpoints/{wc.model}/state.pt",
     script:
         "../../scripts/train.py"
+
+
+rule import_weights:
+    input:
+        pretrained_path,
+    output:
+        "results/imported/{model}/checkpoint.pt",
+    log:
+        "results/logs/import_weights/{model}.log",
+    benchmark:
+        "results/benchmarks/import_weights/{model}.tsv"
+    conda:
+        "../../envs/refsr.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        source=lambda wc: PRETRAINED[wc.model]["source"],
+    script:
+        "../../scripts/import_weights.py"

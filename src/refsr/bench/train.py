@@ -20,7 +20,7 @@ from refsr.models import registry
 from refsr.models.checkpoint import build_model, save_checkpoint
 from refsr.training.config import config_for
 from refsr.training.data import TrainingSet, build_correspondence_cache
-from refsr.training.trainer import Trainer
+from refsr.training.trainer import trainer_class
 
 
 def _parent_checkpoint(model: str, cfg: dict, folder: Path, size: str) -> str | None:
@@ -66,7 +66,7 @@ def bench_train(iterations: int = 3, warmup: int = 1, vgg_weights: str | None = 
                 tc = dataclasses.replace(config_for(model, cfg), iterations=warmup + iterations,
                                          checkpoint_every=10**9, log_every=10**9, device="cpu")
                 corr = data["corr"] if registry.get(model).correspondence else None
-                trainer = Trainer(tc, TrainingSet(data["ds"], data["lr"], corr), tmp / f"state-{model}.pt",
+                trainer = trainer_class(model)(tc, TrainingSet(data["ds"], data["lr"], corr), tmp / f"state-{model}.pt",
                                   init_ckpt=_parent_checkpoint(model, cfg, tmp, which), vgg_weights=vgg_weights)
                 stamps = []
                 trainer.run(on_iteration=lambda _it, s=stamps: s.append(time.perf_counter()))

@@ -37,6 +37,8 @@ class ModelSpec:
     * ``parent`` / ``init``: the trained model it starts from, and what is copied from it.
     * ``losses``: the loss terms it trains with (the others are switched off).
     * ``correspondence``: whether training needs the correspondence cache (reference-based).
+    * ``trainer``: ``"module:Class"`` of its training loop (see
+      :class:`refsr.training.trainer.Trainer` for the interface a training method provides).
     """
 
     name: str
@@ -49,6 +51,7 @@ class ModelSpec:
     init: str | None = None
     losses: tuple[str, ...] = ()
     correspondence: bool = False
+    trainer: str = "refsr.training.trainer:Trainer"
 
     def __post_init__(self) -> None:
         assert self.kind in KINDS, self.kind
@@ -115,11 +118,15 @@ def ancestors(name: str) -> list[str]:
     return out
 
 
-def with_ancestors(models: Iterable[str]) -> list[str]:
-    """``models`` and every model they are trained from, in registry order."""
-    wanted = set()
+def with_ancestors(models: Iterable[str], given: Iterable[str] = ()) -> list[str]:
+    """``models`` and every model they are trained from, in registry order. A model in
+    ``given`` (its weights come from elsewhere, e.g. released weights) needs no parent."""
+    given, wanted = set(given), set()
     for m in models:
-        wanted |= {m, *ancestors(m)}
+        wanted.add(m)
+        while m not in given and get(m).parent is not None:
+            m = get(m).parent
+            wanted.add(m)
     return [n for n in MODELS if n in wanted]
 
 
@@ -143,6 +150,9 @@ def check_config(config: Mapping) -> None:
     """Model names in the config must be registered (the schema cannot list them)."""
     for i, name in enumerate(config.get("models", [])):
         get(name, where=f"config key models.{i}")
+    for name in config.get("pretrained", {}):
+        if not get(name, where=f"config key pretrained.{name}").trainable:
+            raise RefsrError(f"config key pretrained.{name}", "has no weights to import")
     for name in config.get("train", {}).get("gpus", {}):
         if not get(name, where=f"config key train.gpus.{name}").trainable:
             raise RefsrError(f"config key train.gpus.{name}", "has nothing to train")

@@ -12,7 +12,7 @@ N×3×H×W RGB batch in [0, 1] to ``dict[layer_name, Tensor]`` (e.g.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib
 import json
 import logging
 import os
@@ -107,7 +108,14 @@ def _initialise(model, name: str, init_ckpt: str | None) -> None:
 
 
 class Trainer:
-    """One model's training loop; :meth:`run` trains to ``cfg.iterations`` and returns the model."""
+    """One model's training loop; :meth:`run` trains to ``cfg.iterations`` and returns the model.
+
+    The interface of a training method (a registry entry's ``trainer``; this class is the
+    default): ``__init__(cfg, data, state_path, init_ckpt=None, vgg_weights=None, dist=None)``
+    builds (or resumes) everything; :meth:`run` trains, checkpointing its state every
+    ``cfg.checkpoint_every`` iterations and honouring ``stop_requested``; :meth:`write_outputs`
+    writes the final checkpoint and the log; ``model``, ``vgg`` (or None) and ``is_main``.
+    """
 
     def __init__(self, cfg: TrainConfig, data: TrainingSet, state_path: str | os.PathLike,
                  init_ckpt: str | None = None, vgg_weights: str | None = None,
@@ -282,6 +290,12 @@ def write_log_csv(path: str | os.PathLike, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def trainer_class(model: str) -> type:
+    """The training loop of registered model ``model`` (its registry entry's ``trainer``)."""
+    module, _, cls = registry.get(model).trainer.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def train_model(cfg: TrainConfig, manifest: str, lr_dir: str, corr_dir: str | None,
                  init_ckpt: str | None, state_path: str, checkpoint: str, log_csv: str,
                  scale: int = 4, vgg_weights: str | None = None, dist: DistContext | None = None):
@@ -294,7 +308,8 @@ def train_model(cfg: TrainConfig, manifest: str, lr_dir: str, corr_dir: str | No
 
     ds = read_manifest(manifest)
     data = TrainingSet(ds, Path(lr_dir), Path(corr_dir) if corr_dir else None, scale=scale)
-    trainer = Trainer(cfg, data, state_path, init_ckpt=init_ckpt, vgg_weights=vgg_weights, dist=dist)
+    trainer = trainer_class(cfg.model)(cfg, data, state_path, init_ckpt=init_ckpt,
+                                       vgg_weights=vgg_weights, dist=dist)
     t0 = time.perf_counter()
     with preemption_signals() as stop_requested:
         trainer.run(stop_requested=stop_requested)

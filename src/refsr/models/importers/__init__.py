@@ -1,0 +1,49 @@
+"""Released weights of published methods, converted into refsr checkpoints.
+
+An importer reads the files a method's authors released (in their framework's layout) and
+writes one refsr checkpoint per model it can build from them, ``{out_dir}/{model}.pt``; it
+refuses a file that does not fit, naming the file and the first offending parameter. The
+table below maps a source name (``refsr import-weights SOURCE``, the config's
+``pretrained.<model>.source``) to its function; importing this module needs no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from refsr.core.errors import RefsrError
+
+#: source name -> ``"module:function(src, out_dir) -> {model: path}"``.
+IMPORTERS: dict[str, str] = {
+    "refsr": "refsr.models.importers.refsr:import_checkpoint",
+}
+
+
+def check_source(source: str, where: str = "source") -> None:
+    """A one-line error naming ``where`` unless ``source`` is a known importer (no import)."""
+    if source not in IMPORTERS:
+        raise RefsrError(where, f"unknown weights source {source!r}; choose one of {', '.join(IMPORTERS)}")
+
+
+def check_config(config) -> None:
+    """Every ``pretrained.<model>.source`` of a validated config names a known importer."""
+    for name, spec in config.get("pretrained", {}).items():
+        check_source(spec["source"], where=f"config key pretrained.{name}.source")
+
+
+def importer(source: str, where: str = "source") -> Callable[[Path, Path], dict[str, Path]]:
+    """The import function of ``source``."""
+    check_source(source, where)
+    module, _, fn = IMPORTERS[source].partition(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def import_weights(source: str, src: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Convert the released weights at ``src`` into refsr checkpoints in ``out_dir``."""
+    src = Path(src)
+    if not src.exists():
+        raise RefsrError(src, "released weights not found")
+    return importer(source)(src, Path(out_dir))

@@ -1,0 +1,31 @@
+"""Rule import_weights: ``results/imported/{model}/checkpoint.pt`` from the config's
+``pretrained.<model>`` (a released file or folder and its importer)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from refsr.core.errors import RefsrError
+from refsr.models.importers import import_weights
+
+log = logging.getLogger(__name__)
+
+
+def import_one(model: str, source: str, src: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Convert ``src`` with importer ``source`` and move ``model``'s checkpoint to ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".import-", dir=out.parent) as tmp:
+        written = import_weights(source, src, tmp)
+        if model not in written:
+            raise RefsrError(src, f"{source} weights hold no {model} (they give {', '.join(written) or 'nothing'})")
+        os.replace(written[model], out)
+    log.info("imported %s from %s (%s)", model, src, source)
+    return out
+
+
+def main(smk) -> None:
+    import_one(smk.wildcards.model, smk.params.source, smk.input[0], smk.output[0])

@@ -1,0 +1,77 @@
+"""Given weights instead of training: the import_weights rule, the DAG, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import arch
+
+from refsr.cli import main
+from refsr.core.config import validate
+from refsr.core.errors import RefsrError
+from refsr.models import importers, registry
+from refsr.models.checkpoint import arch_config, build_model, load_checkpoint, save_checkpoint
+from refsr.stages.import_weights import import_one
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def _checkpoint(path: Path, model: str) -> Path:
+    sizes = arch_config(model, arch(n_blocks=1, n_feats=8, n_blocks_transfer=[1, 1, 1]))
+    torch.manual_seed(0)
+    save_checkpoint(path, build_model(model, sizes), model, sizes)
+    return path
+
+
+def test_refsr_source_round_trip(tmp_path, capsys):
+    src = _checkpoint(tmp_path / "mine.pt", "srntt")
+    assert main(["import-weights", "refsr", str(src), "--out", str(tmp_path / "out")]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert list(written) == ["srntt"]
+    model, ckpt = load_checkpoint(written["srntt"], expected="srntt")
+    assert ckpt["imported_from"] == str(src)
+    out = import_one("srntt", "refsr", src, tmp_path / "imported" / "checkpoint.pt")
+    assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["checkpoint.pt"]
+    with pytest.raises(RefsrError, match="hold no srresnet"):
+        import_one("srresnet", "refsr", src, tmp_path / "other" / "checkpoint.pt")
+    assert not (tmp_path / "other" / "checkpoint.pt").exists()
+
+
+def test_import_weights_cli_errors(tmp_path, capsys):
+    assert main(["import-weights", "refsr", str(tmp_path / "nope.pt"), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "released weights not found" in err[0]
+
+
+def test_config_checks_names_and_sources():
+    importers.check_config(validate({"pretrained": {"srntt": {"source": "refsr", "path": "x.pt"}}}))
+    with pytest.raises(RefsrError, match="pretrained.srntt.source"):
+        importers.check_config(validate({"pretrained": {"srntt": {"source": "nope", "path": "x"}}}))
+    with pytest.raises(RefsrError, match="pretrained.bicubic"):
+        registry.check_config(validate({"pretrained": {"bicubic": {"source": "refsr", "path": "x"}}}))
+    assert registry.with_ancestors(["srntt"], given=["srntt"]) == ["srntt"]
+    assert registry.with_ancestors(["srntt"]) == ["srresnet", "srntt_l2", "srntt"]
+
+
+def test_dag_imports_instead_of_training(tmp_path):
+    _checkpoint(tmp_path / "released.pt", "srntt")
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    cfg = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    cfg["models"] = ["bicubic", "srntt"]
+    cfg["pretrained"] = {"srntt": {"source": "refsr", "path": str(tmp_path / "released.pt")}}
+    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"),
+                           "-d", str(tmp_path), "--configfile", str(tmp_path / "pre.yaml")],
+                          capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "rule import_weights:" in out and "rule train:" not in out and "rule correspondence:" not in out
+    assert "results/imported/srntt/checkpoint.pt" in out
