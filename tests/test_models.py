@@ -206,3 +206,17 @@ def test_parameter_counts_are_stable():
     c33 = lambda i, o: 9 * i * o + o  # noqa: E731
     expected = c33(3, 8) + 5 * c33(8, 8) + 2 * c33(8, 32) + c33(8, 3)
     assert count_parameters(SRResNet(n_blocks=2, n_feats=8)) == expected
+
+
+def test_recipes_are_registered_and_stored(tmp_path):
+    assert registry.recipe_of("srntt", validate({})) == "refsr"
+    assert registry.recipe_of("bicubic", validate({})) == ""
+    assert registry.row_label("srntt", "refsr") == "srntt (refsr)" and registry.row_label("bicubic", "") == "bicubic"
+    with pytest.raises(RefsrError, match="config key recipe"):
+        registry.check_config(validate({"recipe": "nope"}))
+    with pytest.raises(RefsrError, match="no recipe"):
+        registry.get("srntt", recipe="nope")
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, build_model("srresnet", SMALL), "srresnet", SMALL)
+    _, ckpt = load_checkpoint(path)
+    assert ckpt["recipe"] == "refsr"

@@ -123,7 +123,7 @@ def test_missing_cells_are_marked_with_a_footnote(tmp_path):
     out = outputs(tmp_path)
     run_tables(csvs, CONFIG, MODELS, ["tiny"], out, repo_dir=tmp_path)
     md = out["main_md"].read_text()
-    row = next(line for line in md.splitlines() if line.startswith("| srntt |"))
+    row = next(line for line in md.splitlines() if line.startswith("| srntt (refsr) |"))
     assert row.count(MISSING_MD) == 3  # PSNR, SSIM, LPIPS of the incomplete cell
     assert "2 of 3 images missing" in md
     assert "| bicubic | 21.00 |" in md  # the complete row is unaffected
@@ -132,7 +132,7 @@ def test_missing_cells_are_marked_with_a_footnote(tmp_path):
     main = pd.read_csv(out["main_csv"]).set_index("model")
     assert math.isnan(main.loc["srntt", "psnr"]) and main.loc["srntt", "n_missing"] == 2
     per_md = out["per_level_md"].read_text()
-    srntt = next(line for line in per_md.splitlines() if line.startswith("| srntt |"))
+    srntt = next(line for line in per_md.splitlines() if line.startswith("| srntt (refsr) |"))
     assert srntt.split(" | ")[1] == MISSING_MD  # L1 column
     assert "27.00 / 0.270" in srntt  # L2 complete
 

@@ -1,7 +1,7 @@
 """Building a registered model, and its checkpoints.
 
 A checkpoint is a ``torch.save``'d dict ``{"format": "refsr-checkpoint", "version": 1,
-"model": name, "arch_cfg": cfg, "state_dict": ..., **extra}``; ``arch_cfg`` holds every
+"model": name, "recipe": recipe, "arch_cfg": cfg, "state_dict": ..., **extra}``; ``arch_cfg`` holds every
 architecture key the network takes (its registry entry's ``arch_keys``), so :func:`load_checkpoint`
 rebuilds the model without any other file.
 """
@@ -23,33 +23,34 @@ from refsr.models import registry
 
 CHECKPOINT_FORMAT = "refsr-checkpoint"
 CHECKPOINT_VERSION = 1
-_RESERVED = ("format", "version", "model", "arch_cfg", "state_dict")
+_RESERVED = ("format", "version", "model", "recipe", "arch_cfg", "state_dict")
 
 
-def architecture(name: str) -> type[nn.Module]:
-    """The network class of registered model ``name``."""
-    spec = registry.get(name)
+def architecture(name: str, recipe: str | None = None) -> type[nn.Module]:
+    """The network class of registered model ``name`` (in ``recipe``; default: its default)."""
+    spec = registry.get(name, recipe=recipe)
     if spec.architecture is None:
         raise RefsrError(name, f"{spec.label} has no network (nothing to build or train)")
     module, _, cls = spec.architecture.partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
-def arch_config(name: str, cfg: Mapping[str, Any]) -> dict:
+def arch_config(name: str, cfg: Mapping[str, Any], recipe: str | None = None) -> dict:
     """The keys of a (validated) architecture config section that model ``name``'s network
     takes; a one-line error for a missing one."""
-    keys = registry.get(name).arch_keys
+    keys = registry.get(name, recipe=recipe).arch_keys
     missing = [k for k in keys if k not in cfg]
     if missing:
         raise RefsrError(f"{name} architecture config", f"missing key(s) {missing}")
     return {k: cfg[k] for k in keys}
 
 
-def build_model(name: str, cfg: Mapping[str, Any], where: str = "model config") -> nn.Module:
-    """Build registered model ``name`` from its architecture config (validated values)."""
-    cls = architecture(name)
+def build_model(name: str, cfg: Mapping[str, Any], where: str = "model config",
+                recipe: str | None = None) -> nn.Module:
+    """Build registered model ``name`` (in ``recipe``) from its architecture config."""
+    cls = architecture(name, recipe)
     try:
-        return cls(**arch_config(name, cfg))
+        return cls(**arch_config(name, cfg, recipe))
     except (TypeError, ValueError) as err:  # e.g. a damaged arch_cfg in a checkpoint
         raise RefsrError(where, f"cannot build {name}: {err}") from None
 
@@ -60,15 +61,17 @@ def save_checkpoint(
     name: str,
     cfg: Mapping[str, Any] | None,
     extra: Mapping[str, Any] | None = None,
+    recipe: str | None = None,
 ) -> None:
-    """Atomically write ``model``'s weights with its name and architecture config.
+    """Atomically write ``model``'s weights with its name, recipe and architecture config.
 
     ``extra`` (e.g. step, optimiser state, discriminator state, metrics) is stored at
     the top level; it must hold only tensors, numbers, strings, bools, None and
     lists/tuples/dicts of them, because :func:`load_checkpoint` loads with
     ``weights_only=True``.
     """
-    cfg = arch_config(name, cfg)
+    recipe = registry.get(name, recipe=recipe).recipe
+    cfg = arch_config(name, cfg, recipe)
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(_RESERVED))
     if clash:
@@ -77,6 +80,7 @@ def save_checkpoint(
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": name,
+        "recipe": recipe,
         "arch_cfg": cfg,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
@@ -129,8 +133,9 @@ def load_checkpoint(
         if name not in allowed:
             want = allowed[0] if len(allowed) == 1 else " or ".join(allowed)
             raise RefsrError(path, f"checkpoint of model {name!r}, expected {want}")
-    registry.get(name, where=str(path))
-    model = build_model(name, ckpt["arch_cfg"], where=f"{path} arch_cfg")
+    recipe = str(ckpt.get("recipe", registry.get(name, where=str(path)).recipe))
+    registry.get(name, where=str(path), recipe=recipe)
+    model = build_model(name, ckpt["arch_cfg"], where=f"{path} arch_cfg", recipe=recipe)
     load_weights(model, ckpt["state_dict"], where=path)
     model.to(map_location)
     model.eval()

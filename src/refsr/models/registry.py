@@ -6,6 +6,13 @@ inference (whether a model takes references), the tables and figures (labels, wh
 ignore the reference) and the benchmarks. It imports nothing heavy (no torch), so the
 workflow can read it while it builds the DAG.
 
+A model can have several *recipes*: ways to build and train it (``refsr``: this project's
+CPU-friendly variant; ``official``: the released code point by point, where implemented).
+Each recipe is its own :class:`ModelSpec` entry with the same name; the config key
+``recipe`` picks one for every model that has it (the others keep their only/default one),
+and tables and checkpoints name the recipe. Kind, label, parent and whether training needs
+correspondences are the model's, the same in every recipe.
+
 Adding a method: one architecture file in ``refsr/models/``, one :class:`ModelSpec` entry
 below, and its config section (its iterations under ``train.iterations`` in the schema and
 the configs; its sizes in the section named by ``arch_section``). See
@@ -52,6 +59,7 @@ class ModelSpec:
     losses: tuple[str, ...] = ()
     correspondence: bool = False
     trainer: str = "refsr.training.trainer:Trainer"
+    recipe: str = "refsr"
 
     def __post_init__(self) -> None:
         assert self.kind in KINDS, self.kind
@@ -73,11 +81,10 @@ _TEXTURE_GAN = ("reconstruction", "perceptual", "texture", "adversarial")
 _SRRESNET_KEYS = ("n_blocks", "n_feats", "residual_over_bicubic", "res_scale")
 _SRNTT_KEYS = ("n_blocks", "n_feats", "n_blocks_transfer", "residual_over_bicubic", "res_scale")
 
-#: Every model, in the order tables and figures list them.
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec("bicubic", INTERPOLATION, "Bicubic"),
+#: Every (model, recipe), in the order tables and figures list the models; a model's first
+#: entry is its default recipe.
+_ENTRIES: tuple[ModelSpec, ...] = (
+        ModelSpec("bicubic", INTERPOLATION, "Bicubic", recipe=""),
         ModelSpec("srresnet", SINGLE_IMAGE, "SRResNet", "refsr.models.srresnet:SRResNet",
                   arch_keys=_SRRESNET_KEYS, losses=("reconstruction",)),
         ModelSpec("srgan", SINGLE_IMAGE, "SRGAN", "refsr.models.srresnet:SRResNet",
@@ -88,15 +95,47 @@ MODELS: dict[str, ModelSpec] = {
                   correspondence=True),
         ModelSpec("srntt", REFERENCE_BASED, "SRNTT", "refsr.models.srntt:SRNTT",
                   arch_keys=_SRNTT_KEYS, parent="srntt_l2", init="full", losses=_TEXTURE_GAN, correspondence=True),
-    )
-}
+)
+
+#: model name -> recipe -> spec.
+RECIPES: dict[str, dict[str, ModelSpec]] = {}
+for _spec in _ENTRIES:
+    RECIPES.setdefault(_spec.name, {})[_spec.recipe] = _spec
+_SHARED = ("kind", "label", "parent", "correspondence")
+for _name, _variants in RECIPES.items():
+    _first = next(iter(_variants.values()))
+    assert all(getattr(v, f) == getattr(_first, f) for v in _variants.values() for f in _SHARED), _name
+#: model name -> its default recipe's spec, in registry order.
+MODELS: dict[str, ModelSpec] = {name: next(iter(v.values())) for name, v in RECIPES.items()}
 
 
-def get(name: str, where: str = "model") -> ModelSpec:
-    """The spec of ``name``; a one-line error naming ``where`` for an unknown name."""
+def get(name: str, where: str = "model", recipe: str | None = None) -> ModelSpec:
+    """The spec of ``name`` in ``recipe`` (``None``: its default recipe); a one-line error
+    naming ``where`` for an unknown name or recipe."""
     if name not in MODELS:
         raise RefsrError(where, f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name]
+    if recipe is None:
+        return MODELS[name]
+    if recipe not in RECIPES[name]:
+        raise RefsrError(where, f"{name} has no recipe {recipe!r} (it has {', '.join(RECIPES[name])})")
+    return RECIPES[name][recipe]
+
+
+def recipe_of(name: str, config: Mapping) -> str:
+    """The recipe model ``name`` runs with under a validated config: the config's ``recipe``
+    when the model has it, else the model's default (shown in every table row)."""
+    wanted = config["recipe"]
+    return wanted if wanted in RECIPES[get(name).name] else get(name).recipe
+
+
+def row_label(name: str, recipe: str) -> str:
+    """How tables name a model's row: ``srntt (official)``; a model without recipes by name."""
+    return f"{name} ({recipe})" if recipe else name
+
+
+def spec_for(name: str, config: Mapping) -> ModelSpec:
+    """The spec of ``name`` in the recipe the config gives it (:func:`recipe_of`)."""
+    return get(name, recipe=recipe_of(name, config))
 
 
 def names(kind: str | None = None) -> list[str]:
@@ -138,8 +177,8 @@ def leaves(models: Iterable[str], kind: str) -> list[str]:
 
 
 def arch_config(name: str, config: Mapping) -> dict:
-    """The architecture keys of model ``name`` from a validated pipeline config."""
-    spec = get(name)
+    """The architecture keys of model ``name`` (in its recipe) from a validated pipeline config."""
+    spec = spec_for(name, config)
     node = config
     for part in spec.arch_section.split("."):
         node = node[part]
@@ -147,7 +186,10 @@ def arch_config(name: str, config: Mapping) -> dict:
 
 
 def check_config(config: Mapping) -> None:
-    """Model names in the config must be registered (the schema cannot list them)."""
+    """Model and recipe names in the config must be registered (the schema cannot list them)."""
+    known = sorted({r for v in RECIPES.values() for r in v if r})
+    if config.get("recipe", "refsr") not in known:
+        raise RefsrError("config key recipe", f"unknown recipe {config.get('recipe')!r}; choose one of {', '.join(known)}")
     for i, name in enumerate(config.get("models", [])):
         get(name, where=f"config key models.{i}")
     for name in config.get("pretrained", {}):

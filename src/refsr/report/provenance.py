@@ -13,6 +13,7 @@ from typing import Any
 
 from refsr.evaluation.protocol import protocol_from_config
 from refsr.features.vgg import resolve_source
+from refsr.models import registry
 
 
 def git_commit(repo_dir: str | os.PathLike | None = None) -> str:
@@ -72,6 +73,11 @@ def lpips_provenance(sidecars: Iterable[Mapping[str, Any]]) -> tuple[str, bool]:
             f"others ({'; '.join(sorted(reasons))})", False)
 
 
+#: What each recipe name means, for captions.
+RECIPE_TEXT = {"refsr": "refsr = this project's CPU-friendly variant",
+               "official": "official = the method's released code point by point"}
+
+
 @dataclass
 class Provenance:
     """What every caption states besides the table's own description."""
@@ -82,12 +88,20 @@ class Provenance:
     commit: str
     config_hash: str
     datasets: dict[str, int] = field(default_factory=dict)  # name -> number of test images
+    recipes: dict[str, str] = field(default_factory=dict)  # model -> recipe it ran with
+
+    def row(self, model: str) -> str:
+        """A table row's name: the model and its recipe (``srntt (refsr)``)."""
+        return registry.row_label(model, self.recipes.get(model, ""))
 
     def sentence(self, datasets: Sequence[str] | None = None) -> str:
         names = list(datasets) if datasets is not None else list(self.datasets)
         ds = ", ".join(f"{n} ({self.datasets.get(n, '?')} test images)" for n in names)
+        used = sorted({r for r in self.recipes.values() if r})
+        recipes = (f" Recipes (in brackets after each model): {', '.join(used)}"
+                   f" ({'; '.join(RECIPE_TEXT.get(r, r) for r in used)}).") if used else ""
         return (f"Dataset: {ds}. Protocol: {self.protocol} VGG19 weights: {self.vgg19}. "
-                f"{self.lpips}. Code: git {self.commit}; config sha256 {self.config_hash}.")
+                f"{self.lpips}.{recipes} Code: git {self.commit}; config sha256 {self.config_hash}.")
 
 
 def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
@@ -99,5 +113,6 @@ def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
     prov = Provenance(protocol=protocol_from_config(config).describe(),
                       vgg19=vgg_provenance(config.get("vgg19_weights")), lpips=lp_text,
                       commit=git_commit(repo_dir), config_hash=config_hash(config),
-                      datasets=datasets)
+                      datasets=datasets,
+                      recipes={m: registry.recipe_of(m, config) for m in config["models"]})
     return prov, lp_ok

@@ -42,6 +42,13 @@ from refsr.report.summary import (
 )
 
 
+def with_recipe(df: pd.DataFrame, prov: Provenance) -> pd.DataFrame:
+    """``df`` with a ``recipe`` column after ``model`` (empty for models without recipes)."""
+    df = df.copy()
+    df.insert(df.columns.get_loc("model") + 1, "recipe", [prov.recipes.get(m, "") for m in df["model"]])
+    return df
+
+
 def _models_note(models: Sequence[str], level: str) -> str:
     ref = [m for m in models if registry.get(m).uses_reference]
     other = [m for m in models if not registry.get(m).uses_reference]
@@ -66,7 +73,7 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
     header = ["Model"] + [f"{ds} {LABEL[m]}{ARROW[m]}" for ds in datasets for m in METRICS]
     md_rows, tex_rows = [], []
     for model in models:
-        cells_md, cells_tex = [model], [latex_escape(model)]
+        cells_md, cells_tex = [prov.row(model)], [latex_escape(prov.row(model))]
         for ds in datasets:
             row = by.get((ds, model))
             for m in METRICS:
@@ -86,7 +93,7 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
                                     for m in METRICS) + r" \\"]
     colspec = "l" + " ".join("c" * k for _ in datasets)
     title = f"Main results (reference level {level})"
-    tidy = sel[list(SUMMARY_COLUMNS)]
+    tidy = with_recipe(sel[list(SUMMARY_COLUMNS)], prov)
     return Table("main", tidy_csv(tidy),
                  md_doc(title, caption, md_table(header, md_rows), notes),
                  tex_table(f"{title}. {caption}", "tab:main", colspec, head, tex_rows, notes))
@@ -116,7 +123,7 @@ def per_level_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequ
         by = {(r["model"], r["level"]): r for r in sel.to_dict("records")}
         md_rows, tex_rows = [], []
         for model in models:
-            md_row, tex_row = [model], [latex_escape(model)]
+            md_row, tex_row = [prov.row(model)], [latex_escape(prov.row(model))]
             for lv in levels:
                 row = by.get((model, lv))
                 md_row.append(MISSING_MD if row is None else _level_cell(row, lpips_available))
@@ -129,7 +136,7 @@ def per_level_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequ
         tex_parts.append(tex_table(f"Per-level results on {ds}. {caption}", f"tab:per_level_{ds}",
                                    "l" + "c" * len(levels), head, tex_rows, notes))
     title = "Results per reference level"
-    tidy = summary[summary["dataset"].isin(datasets)][list(SUMMARY_COLUMNS)]
+    tidy = with_recipe(summary[summary["dataset"].isin(datasets)][list(SUMMARY_COLUMNS)], prov)
     return Table("per_level", tidy_csv(tidy),
                  md_doc(title, caption, "\n".join(md_parts), notes_all), "\n".join(tex_parts))
 
@@ -176,8 +183,8 @@ def paper_table(summary: pd.DataFrame, models: Sequence[str], dataset: str, prov
                 md_cells.append(v + (mark if i < 2 else ""))
                 tex_cells.append(v + (r"$^\ddagger$" if mark and i < 2 else ""))
         name = rec["paper_model"] or "\u2014"
-        md_rows.append([model, name, *md_cells, rec["source"]])
-        tex_rows.append([latex_escape(model), latex_escape(name), *tex_cells,
+        md_rows.append([prov.row(model), name, *md_cells, rec["source"]])
+        tex_rows.append([latex_escape(prov.row(model)), latex_escape(name), *tex_cells,
                          latex_escape(rec["source"])])
     notes = missing_notes(sel, True, ("psnr", "ssim"))
     if any(not r["verified"] and r["paper_model"] for r in rows):

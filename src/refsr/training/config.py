@@ -24,6 +24,7 @@ class TrainConfig:
     """
 
     model: str
+    recipe: str
     arch: dict
     loss: dict
     iterations: int
@@ -43,12 +44,12 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def loss_for(model: str, loss: Mapping) -> dict:
+def loss_for(model: str, loss: Mapping, recipe: str | None = None) -> dict:
     """The keys of the config's ``loss`` section that ``model`` trains with: the weights of its
     terms (its registry entry's ``losses``), the perceptual layer if it has a perceptual term,
     the gradient-penalty weight if it has an adversarial one. Changing any other key leaves
     its training alone."""
-    used = registry.get(model).losses
+    used = registry.get(model, recipe=recipe).losses
     keys = list(used)
     if "perceptual" in used:
         keys.append("perceptual_layer")
@@ -60,9 +61,10 @@ def loss_for(model: str, loss: Mapping) -> dict:
 def config_for(model: str, config: Mapping) -> TrainConfig:
     """The :class:`TrainConfig` of ``model`` from the (validated) pipeline config."""
     t = config["train"]
-    adversarial = "adversarial" in registry.get(model).losses
-    return TrainConfig(model=model, arch=registry.arch_config(model, config),
-                       loss=loss_for(model, config["loss"]),
+    spec = registry.spec_for(model, config)
+    adversarial = "adversarial" in spec.losses
+    return TrainConfig(model=model, recipe=spec.recipe, arch=registry.arch_config(model, config),
+                       loss=loss_for(model, config["loss"], spec.recipe),
                        iterations=int(t["iterations"][model]), batch_size=int(t["batch_size"]),
                        lr=float(t["lr"]), seed=int(config["seed"]),
                        disc=dict(config["discriminator"]) if adversarial else {},

@@ -156,7 +156,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any], model: str | None = None,
-                  where: str = "loss config") -> LossConfig:
+                  where: str = "loss config", recipe: str | None = None) -> LossConfig:
         """Build from a validated ``loss`` section.
 
         With ``model`` given, terms that model does not use (its registry entry's ``losses``)
@@ -169,7 +169,7 @@ class LossConfig:
             raise RefsrError(where, f"unknown key(s) {unknown}")
         cfg = dict(cfg)
         if model is not None:  # terms the model does not use may be left out
-            used = registry.get(model, where=where).losses
+            used = registry.get(model, where=where, recipe=recipe).losses
             cfg.update({t: 0.0 for t in TERMS if t not in used})
             cfg.setdefault("gp", 0.0)
             cfg.setdefault("perceptual_layer", "")

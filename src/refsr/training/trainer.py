@@ -92,8 +92,8 @@ def _seeded(seed: int):
         yield
 
 
-def _initialise(model, name: str, init_ckpt: str | None) -> None:
-    spec = registry.get(name)
+def _initialise(model, name: str, init_ckpt: str | None, recipe: str | None = None) -> None:
+    spec = registry.get(name, recipe=recipe)
     if spec.parent is None:
         return
     parent, mode = spec.parent, spec.init
@@ -124,10 +124,10 @@ class Trainer:
         self.dist = dist
         self.device = _device(cfg.device) if dist is None else dist.device_for(cfg.device)
         self.refsr = registry.get(cfg.model).uses_reference
-        self.loss_cfg = LossConfig.from_dict(cfg.loss, model=cfg.model, where="loss")
+        self.loss_cfg = LossConfig.from_dict(cfg.loss, model=cfg.model, where="loss", recipe=cfg.recipe)
         with _seeded(cfg.seed):
-            self.model = build_model(cfg.model, cfg.arch, where="arch").to(self.device)
-        _initialise(self.model, cfg.model, init_ckpt)
+            self.model = build_model(cfg.model, cfg.arch, where="arch", recipe=cfg.recipe).to(self.device)
+        _initialise(self.model, cfg.model, init_ckpt, cfg.recipe)
         layers = set(self.loss_cfg.vgg_layers()) | (set(SWAP_SCALES) if self.refsr else set())
         self.vgg = None
         if layers:
@@ -272,11 +272,12 @@ class Trainer:
         """The final checkpoint and the per-iteration CSV log (both atomic)."""
         extra = {"iterations": self.iteration, "fingerprint": self.cfg.fingerprint(),
                  "train_config": json.dumps(asdict(self.cfg)), **(provenance or {})}
-        save_checkpoint(checkpoint, self.model.cpu(), self.cfg.model, self.model_arch(), extra=extra)
+        save_checkpoint(checkpoint, self.model.cpu(), self.cfg.model, self.model_arch(), extra=extra,
+                        recipe=self.cfg.recipe)
         write_log_csv(log_csv, self.rows)
 
     def model_arch(self) -> dict:
-        return arch_config(self.cfg.model, self.cfg.arch)
+        return arch_config(self.cfg.model, self.cfg.arch, recipe=self.cfg.recipe)
 
 
 def write_log_csv(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -290,9 +291,9 @@ def write_log_csv(path: str | os.PathLike, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def trainer_class(model: str) -> type:
+def trainer_class(model: str, recipe: str | None = None) -> type:
     """The training loop of registered model ``model`` (its registry entry's ``trainer``)."""
-    module, _, cls = registry.get(model).trainer.partition(":")
+    module, _, cls = registry.get(model, recipe=recipe).trainer.partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
@@ -308,7 +309,7 @@ def train_model(cfg: TrainConfig, manifest: str, lr_dir: str, corr_dir: str | No
 
     ds = read_manifest(manifest)
     data = TrainingSet(ds, Path(lr_dir), Path(corr_dir) if corr_dir else None, scale=scale)
-    trainer = trainer_class(cfg.model)(cfg, data, state_path, init_ckpt=init_ckpt,
+    trainer = trainer_class(cfg.model, cfg.recipe)(cfg, data, state_path, init_ckpt=init_ckpt,
                                        vgg_weights=vgg_weights, dist=dist)
     t0 = time.perf_counter()
     with preemption_signals() as stop_requested:

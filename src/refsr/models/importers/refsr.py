@@ -11,7 +11,9 @@ from refsr.models.checkpoint import load_checkpoint, save_checkpoint
 def import_checkpoint(src: Path, out_dir: Path) -> dict[str, Path]:
     """``src`` (a refsr checkpoint file) rebuilt, verified and written to ``out_dir/{model}.pt``."""
     model, ckpt = load_checkpoint(src)
-    extra = {k: v for k, v in ckpt.items() if k not in ("format", "version", "model", "arch_cfg", "state_dict")}
+    reserved = ("format", "version", "model", "recipe", "arch_cfg", "state_dict")
+    extra = {k: v for k, v in ckpt.items() if k not in reserved}
     out = Path(out_dir) / f"{ckpt['model']}.pt"
-    save_checkpoint(out, model, ckpt["model"], ckpt["arch_cfg"], extra={**extra, "imported_from": str(src)})
+    save_checkpoint(out, model, ckpt["model"], ckpt["arch_cfg"], extra={**extra, "imported_from": str(src)},
+                    recipe=ckpt.get("recipe"))
     return {ckpt["model"]: out}
