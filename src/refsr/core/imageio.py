@@ -26,6 +26,9 @@ from refsr.core.errors import RefsrError
 
 Image.MAX_IMAGE_PIXELS = 20000 * 20000
 
+#: Extensions refsr reads as images (folder datasets) and writes (any case).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
 #: Smallest image side refsr works with: one 3x3 patch of VGG19 relu3_1, whose positions are
 #: 4 image pixels apart. References and (upsampled) inputs below it are errors.
 MIN_SIDE = 12
@@ -55,6 +58,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise RefsrError(path, "file not found")
     if path.is_dir():
         raise RefsrError(path, "is a directory, expected an image file")
+    if not path.is_file():
+        raise RefsrError(path, "is not a regular file, expected an image file")
     if path.stat().st_size == 0:
         raise RefsrError(path, "empty file, expected an image")
     try:
@@ -80,10 +85,15 @@ def check_min_size(arr: np.ndarray, where, what: str = "image", min_side: int = 
 
 
 def write_image(path: str | os.PathLike, arr: np.ndarray) -> None:
-    """Atomically write a ``uint8`` RGB (or gray) array; the format follows the suffix."""
+    """Atomically write a ``uint8`` RGB (or gray) array; the format follows the suffix, one
+    of :data:`IMAGE_EXTENSIONS` (else a one-line error before anything is written)."""
     arr = np.asarray(arr)
     if arr.dtype != np.uint8:
         raise TypeError(f"write_image expects uint8, got {arr.dtype}")
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        got = f"extension {Path(path).suffix!r}" if suffix else "no extension"
+        raise RefsrError(path, f"unsupported output: {got}; use one of {', '.join(IMAGE_EXTENSIONS)}")
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp)
 

@@ -26,7 +26,7 @@ def write_lr(ds: Dataset, lr_dir: Path, scale: int = 4, method: str = "matlab") 
     jobs = [("test", g.name, g.hr) for g in ds.groups] + [("train", t.name, t.input) for t in ds.train]
     with atomic_dir(lr_dir) as tmp:
         for split, name, src in progress(jobs, f"degrade {ds.name}", logger=log):
-            _, lr = degrade(read_image(src), scale, method)
+            _, lr = degrade(read_image(src), scale, method, where=src)
             write_image(lr_path(tmp, split, name), lr)
     log.info("wrote %d LR images (x1/%d, %s bicubic) to %s", len(jobs), scale, method, lr_dir)
     return len(jobs)

@@ -87,13 +87,19 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
-def degrade(hr: np.ndarray, scale: int = 4, method: str = "matlab") -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(hr_cropped, lr)``: HR mod-cropped to ``scale`` and its bicubic ``1/scale`` version."""
-    if scale < 1 or int(scale) != scale:
+def degrade(hr: np.ndarray, scale: int = 4, method: str = "matlab",
+            where: object = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(hr_cropped, lr)``: HR mod-cropped to ``scale`` and its bicubic ``1/scale`` version.
+
+    ``where`` (the file name) is what a one-line error names.
+    """
+    if isinstance(scale, bool) or int(scale) != scale or scale < 1:
         raise RefsrError("scale", f"must be a positive integer, got {scale}")
+    h, w = hr.shape[:2]
+    if h < scale or w < scale:
+        raise RefsrError(where, f"image is {w}x{h}, too small to downscale by {scale} "
+                                f"(nothing is left after mod-cropping it to a multiple of {scale})")
     hr = modcrop(hr, scale)
-    if hr.shape[0] < scale or hr.shape[1] < scale:
-        raise RefsrError("image", f"too small to downscale by {scale}: {hr.shape[1]}x{hr.shape[0]}")
     return hr, imresize(hr, 1.0 / scale, method)
 
 

@@ -10,10 +10,13 @@ inputs. ``tile=0`` runs the network on the whole image at once.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 
 import numpy as np
 import torch
 
+from refsr.core.device import torch_device
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import MIN_SIDE, from_tensor, to_tensor
 from refsr.data.resize import down_up, upscale
@@ -33,17 +36,26 @@ class SuperResolver:
     def __init__(self, checkpoint: str | None, model: str | None = None, vgg_weights: str | None = None,
                  device: str = "cpu", max_mb: float = 256, tile: int = 128, pad: int = 16,
                  scale: int = 4, resize: str = "matlab", match_mode: str = "exact", approx: dict | None = None):
+        if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
+            raise RefsrError("tile", f"must be an integer >= 0 (0 = whole image), got {tile!r}")
+        if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
+            raise RefsrError("pad", f"must be an integer >= 0, got {pad!r}")
+        if not (isinstance(max_mb, numbers.Real) and not isinstance(max_mb, bool) and math.isfinite(max_mb) and max_mb > 0):
+            raise RefsrError("max_mb", f"must be a finite number > 0, got {max_mb!r}")
         self.scale, self.resize, self.max_mb, self.tile, self.pad = scale, resize, max_mb, tile, pad
         if match_mode not in ("exact", "approximate"):
             raise RefsrError("matching mode", f"must be exact or approximate, got {match_mode!r}")
         self.match_mode, self.approx = match_mode, approx  # SRNTT's patch matching (refsr.matching.match)
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.net = self.vgg = None
-        if model == BICUBIC or (model is None and checkpoint in (None, BICUBIC)):
+        if model == BICUBIC or checkpoint == BICUBIC:
+            if checkpoint not in (None, BICUBIC):
+                raise RefsrError("checkpoint", f"model bicubic takes no checkpoint, got {checkpoint}")
             self.name = BICUBIC
             return
         if checkpoint is None:
-            raise RefsrError("--checkpoint", f"model {model!r} needs a trained checkpoint")
+            raise RefsrError("checkpoint", f"required: a trained checkpoint of {model or 'a model'}, "
+                                           "or 'bicubic' for bicubic upsampling")
         self.net, ckpt = load_checkpoint(checkpoint, expected=model, map_location="cpu")
         self.net = self.net.to(self.device).eval()
         self.name = ckpt["model"]

@@ -3,8 +3,10 @@
 A rule script is three lines: import its stage function, and hand it to
 :func:`run` together with the ``snakemake`` object. ``run`` sends logging to
 the rule's ``log:`` file, sets the thread count from ``threads:``, and turns a
-:class:`~refsr.core.errors.RefsrError` into one clear line and a non-zero exit
-instead of a traceback.
+:class:`~refsr.core.errors.RefsrError`, and the machine's faults that
+:func:`~refsr.core.errors.user_error` knows (``OSError``: a full disk, a folder that cannot
+be written; running out of memory), into one clear line and a non-zero exit instead of a
+traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from refsr.core.errors import RefsrError
+from refsr.core.errors import user_error
 
 log = logging.getLogger("refsr")
 
@@ -41,7 +43,10 @@ def run(stage: Callable[[object], None], smk) -> None:
     log.info("rule %s started", smk.rule)
     try:
         stage(smk)
-    except RefsrError as err:
+    except Exception as exc:  # noqa: BLE001 - user_error decides; a bug keeps its traceback
+        err = user_error(exc, where=f"rule {smk.rule}")
+        if err is None:
+            raise
         log.error("%s", err)
         sys.exit(1)
     log.info("rule %s finished", smk.rule)

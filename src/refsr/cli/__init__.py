@@ -1,24 +1,37 @@
 """The ``refsr`` command line: degrade, sr, score, bench, download-weights, import-weights.
 
-Every command exits non-zero with one line ``refsr: error: <file or option>: <problem>``
-on bad input, and writes its output atomically (nothing partial is left behind).
+Every command exits with status 1 and one line ``refsr: error: <file or option>: <problem>``
+on bad input or a fault of the machine (:func:`refsr.core.errors.user_error`), checks its
+outputs before it starts (``refsr.cli.args``), and writes them atomically (nothing partial
+is left behind). Options take the validating types of ``refsr.cli.args``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 
-from refsr.core.errors import RefsrError
+from refsr.cli.args import (
+    Parser,
+    device,
+    nonneg_int,
+    output_dir,
+    output_file,
+    output_image,
+    positive_float,
+    positive_int,
+)
+from refsr.core.errors import RefsrError, user_error
 
 
 def _cmd_degrade(args) -> None:
-    from refsr.core.imageio import read_image, write_image
+    from refsr.core.imageio import check_min_size, read_image, write_image
     from refsr.data.resize import degrade
 
-    _, lr = degrade(read_image(args.hr), args.scale, args.resize)
+    hr = read_image(args.hr)
+    check_min_size(hr, args.hr, "HR image")
+    _, lr = degrade(hr, args.scale, args.resize, where=args.hr)
     write_image(args.lr, lr)
 
 
@@ -39,23 +52,44 @@ def _cmd_sr(args) -> None:
 
 
 def _json_number(x: float):
-    return None if isinstance(x, float) and math.isnan(x) else x
+    """A strict-JSON number: NaN and infinities become null (the caller says why)."""
+    return x if math.isfinite(x) else None
+
+
+def _mod_cropped_hr(args):
+    """The HR of ``refsr score``, mod-cropped to ``--scale`` as the protocol says; one-line
+    errors that say so when that leaves nothing or makes it differ from the SR."""
+    from refsr.core.imageio import read_image
+    from refsr.data.resize import modcrop
+
+    sr, full = read_image(args.sr), read_image(args.hr)
+    hr = modcrop(full, args.scale)
+    (h, w), (ch, cw) = full.shape[:2], hr.shape[:2]
+    if ch == 0 or cw == 0:
+        raise RefsrError(args.hr, f"HR image is {w}x{h}: mod-cropping it to a multiple of --scale "
+                                  f"{args.scale} leaves nothing")
+    if sr.shape[:2] != hr.shape[:2] and (ch, cw) != (h, w):
+        raise RefsrError(f"{args.sr} vs {args.hr}",
+                         f"size mismatch: SR is {sr.shape[1]}x{sr.shape[0]} but HR is {cw}x{ch} after "
+                         f"mod-cropping it from {w}x{h} to a multiple of --scale {args.scale} (the "
+                         f"protocol); an SR of this HR's x{args.scale} LR is {cw}x{ch}")
+    return sr, hr
 
 
 def _cmd_score(args) -> None:
-    from refsr.core.imageio import read_image
-    from refsr.data.resize import modcrop
     from refsr.evaluation.lpips import LPIPSMetric
     from refsr.evaluation.protocol import score_pair
 
-    sr, hr = read_image(args.sr), modcrop(read_image(args.hr), args.scale)  # protocol: HR mod-cropped
+    sr, hr = _mod_cropped_hr(args)
     metric = None if args.no_lpips else LPIPSMetric(allow_download=not args.offline)
     scores = score_pair(sr, hr, crop=args.crop, y_channel=not args.rgb, lpips_metric=metric,
                         sr_name=args.sr, hr_name=args.hr)
     out = {k: _json_number(float(v)) for k, v in scores.items()}
+    if math.isinf(float(scores["psnr"])):
+        out["psnr_note"] = "identical images"
     if metric is not None and not metric.available:
         out["lpips_reason"] = metric.reason
-    print(json.dumps(out, allow_nan=True))
+    print(json.dumps(out, allow_nan=False))
 
 
 def _cmd_bench(args) -> None:
@@ -68,8 +102,6 @@ def _cmd_bench(args) -> None:
                   log=lambda msg: print(msg, file=sys.stderr, flush=True))
         return
     w, h = parse_size(args.hr_size)
-    if args.repeats < 1:
-        raise RefsrError("--repeats", f"must be at least 1, got {args.repeats}")
     print(json.dumps(bench_swap(w, h, max_mb=args.max_mb, repeats=args.repeats, mode=args.mode,
                                 compare=args.compare, memory=not args.no_memory)))
 
@@ -88,39 +120,41 @@ def _cmd_import_weights(args) -> None:
     print(json.dumps({model: str(path) for model, path in written.items()}))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     from refsr.models.importers import IMPORTERS
 
-    p = argparse.ArgumentParser(prog="refsr", description="Reference-based super-resolution (SRNTT).")
+    p = Parser(prog="refsr", description="Reference-based super-resolution (SRNTT).")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("degrade", help="HR -> LR by bicubic downscaling (HR mod-cropped first)")
-    d.add_argument("hr")
-    d.add_argument("lr")
-    d.add_argument("--scale", type=int, default=4)
+    d.add_argument("hr", help="HR image (at least 12x12)")
+    d.add_argument("lr", type=output_image, help="LR image to write (.png, .jpg, .bmp, .tif, .webp)")
+    d.add_argument("--scale", type=positive_int, default=4)
     d.add_argument("--resize", choices=["matlab", "pil"], default="matlab")
     d.set_defaults(func=_cmd_degrade)
 
     s = sub.add_parser("sr", help="super-resolve an LR image x4, borrowing texture from references")
-    s.add_argument("--lr", required=True)
+    s.add_argument("--lr", required=True, help="LR input image")
     s.add_argument("--ref", action="append", help="reference image (repeat for several)")
-    s.add_argument("--checkpoint", help="trained checkpoint, or 'bicubic'")
-    s.add_argument("--model", help="expected model name (bicubic needs no checkpoint)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--max-mb", type=float, default=256, help="memory budget of the patch matching")
+    s.add_argument("--checkpoint", required=True,
+                   help="a trained refsr checkpoint, or 'bicubic' for bicubic upsampling")
+    s.add_argument("--model", help="expected model name (the checkpoint must be of this model)")
+    s.add_argument("--out", required=True, type=output_image,
+                   help="SR image to write (.png, .jpg, .bmp, .tif, .webp)")
+    s.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
+    s.add_argument("--max-mb", type=positive_float, default=256, help="memory budget of the patch matching (MB)")
     s.add_argument("--match-mode", choices=["exact", "approximate"], default="exact",
                    help="SRNTT patch matching: exact, or approximate (about 10x faster, >= 99%% of exact S*)")
-    s.add_argument("--tile", type=int, default=128, help="LR tile side for the network (0 = whole image)")
-    s.add_argument("--pad", type=int, default=16, help="LR context pixels around each tile")
+    s.add_argument("--tile", type=nonneg_int, default=128, help="LR tile side for the network (0 = whole image)")
+    s.add_argument("--pad", type=nonneg_int, default=16, help="LR context pixels around each tile")
     s.add_argument("--resize", choices=["matlab", "pil"], default="matlab")
     s.set_defaults(func=_cmd_sr)
 
     c = sub.add_parser("score", help="PSNR/SSIM (Y, border crop) and LPIPS of SR against HR, as JSON")
-    c.add_argument("sr")
-    c.add_argument("hr")
-    c.add_argument("--crop", type=int, default=4, help="border pixels cropped before PSNR/SSIM")
-    c.add_argument("--scale", type=int, default=4, help="HR is mod-cropped to a multiple of this")
+    c.add_argument("sr", help="SR image")
+    c.add_argument("hr", help="ground-truth HR image")
+    c.add_argument("--crop", type=nonneg_int, default=4, help="border pixels cropped before PSNR/SSIM")
+    c.add_argument("--scale", type=positive_int, default=4, help="HR is mod-cropped to a multiple of this")
     c.add_argument("--rgb", action="store_true", help="PSNR/SSIM on RGB instead of Y")
     c.add_argument("--no-lpips", action="store_true", help="skip LPIPS (reported as null)")
     c.add_argument("--offline", action="store_true", help="never try to download LPIPS weights")
@@ -130,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="what", required=True)
     bs = bsub.add_parser("swap", help="patch matching + swapping at a CUFED5-like size; one JSON line")
     bs.add_argument("--hr-size", default="500x332")
-    bs.add_argument("--max-mb", type=float, default=256)
-    bs.add_argument("--repeats", type=int, default=3)
+    bs.add_argument("--max-mb", type=positive_float, default=256, help="memory budget of the matching (MB)")
+    bs.add_argument("--repeats", type=positive_int, default=3)
     bs.add_argument("--mode", choices=["exact", "approximate"], default="exact", help="matching mode timed")
     bs.add_argument("--compare", action="store_true",
                     help="also time the other mode and the naive full-matrix reference (where it fits) "
@@ -140,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip the peak-memory measurement (a fresh subprocess per method)")
     bs.set_defaults(func=_cmd_bench)
     ba = bsub.add_parser("all", help="the benchmark suite: results/bench/*.json and the BENCHMARKS.md table")
-    ba.add_argument("--out", default="results/bench", help="folder for the JSON results")
-    ba.add_argument("--markdown", default="BENCHMARKS.md", help="file whose generated table is replaced")
+    ba.add_argument("--out", type=output_dir, default="results/bench", help="folder for the JSON results")
+    ba.add_argument("--markdown", type=output_file((".md",)), default="BENCHMARKS.md",
+                    help="file whose generated table is replaced")
     ba.add_argument("--no-markdown", action="store_true", help="write only the JSON results")
     ba.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke test)")
     ba.set_defaults(func=_cmd_bench)
@@ -157,21 +192,26 @@ def build_parser() -> argparse.ArgumentParser:
                                               "refsr checkpoints (OUT/{model}.pt); one JSON line")
     i.add_argument("source", choices=sorted(IMPORTERS), help="the format of the released weights")
     i.add_argument("src", help="the released file or folder")
-    i.add_argument("--out", required=True, help="folder for the refsr checkpoints")
+    i.add_argument("--out", required=True, type=output_dir, help="folder for the refsr checkpoints")
     i.set_defaults(func=_cmd_import_weights)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command; 0 on success, 1 with one ``refsr: error:`` line on bad input or a
+    fault of the machine, 130 when interrupted."""
     try:
+        args = build_parser().parse_args(argv)
         args.func(args)
-    except RefsrError as err:
-        print(f"refsr: error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("refsr: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - user_error decides; a bug is re-raised
+        err = user_error(exc)
+        if err is None:
+            raise
+        print(f"refsr: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
