@@ -1,14 +1,26 @@
 """Building a registered model, and its checkpoints.
 
-A checkpoint is a ``torch.save``'d dict ``{"format": "refsr-checkpoint", "version": 1,
-"model": name, "recipe": recipe, "arch_cfg": cfg, "state_dict": ..., **extra}``; ``arch_cfg`` holds every
-architecture key the network takes (its registry entry's ``arch_keys``), so :func:`load_checkpoint`
-rebuilds the model without any other file.
+A checkpoint is a ``torch.save``'d dict ``{"format": "refsr-checkpoint", "version": 2,
+"model": name, "recipe": recipe, "arch_cfg": cfg, "state_dict": ..., "digest": ..., **extra}``;
+``arch_cfg`` holds every architecture key the network takes (its registry entry's ``arch_keys``),
+so :func:`load_checkpoint` rebuilds the model without any other file.
+
+Integrity: :func:`save_checkpoint` is the one writer of refsr checkpoints (training, the
+importers of released weights, the benchmarks). It refuses non-finite weights and stores
+``digest`` = SHA-256 of every value of the checkpoint (:func:`content_digest`: tensors by
+dtype, shape and bytes, other values by their ``repr``, keys in sorted order).
+:func:`read_checkpoint` recomputes and compares it and rejects non-finite weights, so a
+damaged file (torch's zip format does not check its stored tensors) is a one-line error,
+never an image. Version 1 files (written before the digest) are still read, with a
+warning, and only their finiteness is checked; ``refsr import-weights refsr OLD --out DIR``
+rewrites one as version 2.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,9 +33,52 @@ from refsr.core.atomic import atomic_path
 from refsr.core.errors import RefsrError
 from refsr.models import registry
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_FORMAT = "refsr-checkpoint"
-CHECKPOINT_VERSION = 1
-_RESERVED = ("format", "version", "model", "recipe", "arch_cfg", "state_dict")
+CHECKPOINT_VERSION = 2
+#: Versions :func:`read_checkpoint` accepts; 1 has no digest.
+READABLE_VERSIONS = (1, 2)
+DIGEST_KEY = "digest"
+#: Top-level keys :func:`save_checkpoint` writes itself (``extra`` may not use them).
+RESERVED_KEYS = ("format", "version", "model", "recipe", "arch_cfg", "state_dict", DIGEST_KEY)
+
+
+def _feed(h, value: Any, path: str) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{path}|tensor|{value.dtype}|{tuple(value.shape)}|".encode())
+        h.update(memoryview(t.view(torch.uint8).numpy()))
+    elif isinstance(value, Mapping):
+        h.update(f"{path}|map|{len(value)}|".encode())
+        for key in sorted(value, key=repr):
+            _feed(h, value[key], f"{path}/{key!r}")
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{path}|{type(value).__name__}|{len(value)}|".encode())
+        for i, item in enumerate(value):
+            _feed(h, item, f"{path}/{i}")
+    else:
+        h.update(f"{path}|{type(value).__name__}|{value!r}|".encode())
+
+
+def content_digest(obj: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of everything in ``obj`` but its ``digest`` key: tensors by dtype, shape
+    and raw bytes, other values by type and ``repr``, mapping keys sorted (stable across
+    ``torch.save``/``torch.load``)."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in obj.items() if k != DIGEST_KEY}, "")
+    return h.hexdigest()
+
+
+def nonfinite_weights(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, int, int] | None:
+    """``(name, non-finite count, size)`` of the first floating tensor holding NaN or
+    infinity, or ``None`` when every weight is finite."""
+    for key, t in state_dict.items():
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                return key, bad, t.numel()
+    return None
 
 
 def architecture(name: str, recipe: str | None = None) -> type[nn.Module]:
@@ -68,34 +123,52 @@ def save_checkpoint(
     ``extra`` (e.g. step, optimiser state, discriminator state, metrics) is stored at
     the top level; it must hold only tensors, numbers, strings, bools, None and
     lists/tuples/dicts of them, because :func:`load_checkpoint` loads with
-    ``weights_only=True``.
+    ``weights_only=True``. Non-finite weights are refused (one-line error, nothing written);
+    the checkpoint's :func:`content_digest` is stored under ``digest``.
     """
     recipe = registry.get(name, recipe=recipe).recipe
     cfg = arch_config(name, cfg, recipe)
     extra = dict(extra or {})
-    clash = sorted(set(extra) & set(_RESERVED))
+    clash = sorted(set(extra) & set(RESERVED_KEYS))
     if clash:
         raise ValueError(f"extra keys {clash} are reserved in a checkpoint")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    bad = nonfinite_weights(state)
+    if bad is not None:
+        raise RefsrError(path, f"not saved: weight {bad[0]} has {bad[1]} non-finite value(s) "
+                               f"(NaN or infinity) of {bad[2]}; the {name} model diverged")
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": name,
         "recipe": recipe,
         "arch_cfg": cfg,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
         **extra,
     }
+    ckpt[DIGEST_KEY] = content_digest(ckpt)
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 
 
+def _to_device(value: Any, device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load and sanity-check a checkpoint dict (no model built); one-line errors."""
+    """Load and check a checkpoint dict (no model built): format, version, digest, finite
+    weights; one-line errors naming the file."""
     path = Path(path)
     if not path.is_file():
         raise RefsrError(path, "checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/truncated files
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise RefsrError(
@@ -103,14 +176,31 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RefsrError(path, "not a refsr checkpoint")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
+    version = ckpt.get("version")
+    if version not in READABLE_VERSIONS:
         raise RefsrError(
             path,
-            f"checkpoint version {ckpt.get('version')!r} is not supported (expected {CHECKPOINT_VERSION})",
+            f"checkpoint version {version!r} is not supported (expected {CHECKPOINT_VERSION})",
         )
     for key in ("model", "arch_cfg", "state_dict"):
         if key not in ckpt:
             raise RefsrError(path, f"not a refsr checkpoint (no {key!r})")
+    if not isinstance(ckpt["state_dict"], Mapping):
+        raise RefsrError(path, "not a refsr checkpoint (state_dict is not a mapping)")
+    if version == 1:
+        log.warning("%s: checkpoint version 1 has no integrity digest; only the finiteness of its "
+                    "weights is checked (refsr import-weights refsr FILE --out DIR rewrites it as "
+                    "version %d)", path, CHECKPOINT_VERSION)
+    elif ckpt.get(DIGEST_KEY) != content_digest(ckpt):
+        what = "has no digest" if DIGEST_KEY not in ckpt else "its digest does not match its contents"
+        raise RefsrError(path, f"integrity check failed: {what} (the file is damaged or was modified "
+                               "after refsr wrote it)")
+    bad = nonfinite_weights(ckpt["state_dict"])
+    if bad is not None:
+        raise RefsrError(path, f"weight {bad[0]} has {bad[1]} non-finite value(s) (NaN or infinity) "
+                               f"of {bad[2]}: the checkpoint is unusable")
+    if torch.device(map_location).type != "cpu":
+        ckpt = _to_device(ckpt, map_location)
     return ckpt
 
 

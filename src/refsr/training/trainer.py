@@ -9,7 +9,9 @@ optimisers, iteration, log rows) is written atomically to ``state_path`` — a p
 outside Snakemake's outputs, so a failed or killed job keeps it. A new run with
 the same configuration fingerprint resumes from it; since batches and the
 gradient penalty's randomness are functions of (seed, iteration), the resumed run
-ends with the same weights as an uninterrupted one (on CPU).
+ends with the same weights as an uninterrupted one (on CPU). The state carries a
+:func:`~refsr.models.checkpoint.content_digest`; a state whose digest is missing or does not
+match (a damaged file) is ignored with a warning and training starts afresh.
 
 Preemption: :func:`train_model` traps SIGTERM (what SLURM sends on preemption, at the
 time limit and on ``scancel``) and SIGUSR1: the current iteration finishes, the state is
@@ -40,13 +42,16 @@ import torch
 import torch.nn.functional as F
 
 from refsr.core.atomic import atomic_path
+from refsr.core.device import torch_device
 from refsr.core.errors import RefsrError
 from refsr.features.vgg import load_vgg19
 from refsr.matching import SWAP_SCALES, swap_batch
 from refsr.models import registry
 from refsr.models.checkpoint import (
+    DIGEST_KEY,
     arch_config,
     build_model,
+    content_digest,
     load_checkpoint,
     load_weights,
     save_checkpoint,
@@ -59,12 +64,6 @@ from refsr.training.parallel import DistContext
 from refsr.training.preemption import Preempted, preemption_signals
 
 log = logging.getLogger(__name__)
-
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RefsrError("config key device", "cuda requested but no CUDA device is available")
-    return torch.device(name)
-
 
 def swapped_maps(batch: dict, ref_feats: dict, device) -> tuple[dict, torch.Tensor]:
     """M maps for a batch from cached correspondences, and S* normalised per image to [0, 1].
@@ -122,7 +121,7 @@ class Trainer:
                  dist: DistContext | None = None):
         self.cfg, self.data, self.state_path = cfg, data, Path(state_path)
         self.dist = dist
-        self.device = _device(cfg.device) if dist is None else dist.device_for(cfg.device)
+        self.device = torch_device(cfg.device, "config key device") if dist is None else dist.device_for(cfg.device)
         self.refsr = registry.get(cfg.model).uses_reference
         self.loss_cfg = LossConfig.from_dict(cfg.loss, model=cfg.model, where="loss", recipe=cfg.recipe)
         with _seeded(cfg.seed):
@@ -153,8 +152,10 @@ class Trainer:
         return state
 
     def save_state(self) -> None:
+        state = self._state()
+        state[DIGEST_KEY] = content_digest(state)
         with atomic_path(self.state_path) as tmp:
-            torch.save(self._state(), tmp)
+            torch.save(state, tmp)
 
     def _resume(self) -> None:
         if not self.state_path.is_file():
@@ -163,6 +164,10 @@ class Trainer:
             state = torch.load(self.state_path, map_location=self.device, weights_only=True)
         except Exception as err:  # noqa: BLE001 - a damaged state is discarded, not fatal
             log.warning("ignoring unreadable training state %s (%s)", self.state_path, err)
+            return
+        if not isinstance(state, dict) or state.get(DIGEST_KEY) != content_digest(state):
+            log.warning("ignoring training state %s: no digest, or it does not match the contents "
+                        "(a damaged file); starting afresh", self.state_path)
             return
         if state.get("fingerprint") != self.cfg.fingerprint():
             log.warning("training state %s belongs to another configuration; starting afresh",
