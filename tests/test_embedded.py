@@ -59,7 +59,7 @@ def test_train_and_test_photos_must_be_disjoint(tmp_path):
 
 
 def test_unknown_photo(tmp_path):
-    with pytest.raises(RefsrError, match="no photo named 'nope'"):
+    with pytest.raises(RefsrError, match=r"unknown photo\(s\) \['nope'\]"):
         build_to("embedded", dict(CFG, test_photos=["nope"]), tmp_path / "x", 4)
     assert not (tmp_path / "x" / "manifest.csv").exists()
     assert not list(tmp_path.glob(".*staging*"))

@@ -23,9 +23,17 @@ def snakemake(*args, cwd=ROOT, check=True):
 
 
 def workdir(tmp_path: Path) -> Path:
-    """A working directory holding the project's configs, as a user's checkout would."""
+    """A working directory holding the project's configs, as a user's checkout would, and the
+    (empty) dataset folders they name: the DAG build checks that those exist."""
+    import yaml
+
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    for cfg in [tmp_path / "config.yaml", *(tmp_path / "configs").glob("*.yaml")]:
+        for ds in (yaml.safe_load(cfg.read_text()) or {}).get("datasets", {}).values():
+            for key in ("test_dir", "train_dir", "hr_dir", "refs_dir"):
+                if ds.get(key):
+                    (tmp_path / ds[key]).mkdir(parents=True, exist_ok=True)
     return tmp_path
 
 

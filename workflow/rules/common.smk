@@ -9,6 +9,7 @@ from pathlib import Path
 from refsr.core import config as refsr_config
 from refsr.core.config import canonical
 from refsr.core.errors import RefsrError
+from refsr.data.checks import check_datasets
 from refsr.evaluation.protocol import protocol_from_config
 from refsr.models import importers, registry
 from refsr.training.config import train_params
@@ -31,11 +32,13 @@ envvars:
 
 
 # Validated once, defaults from workflow/schemas/config.schema.yaml: every rule below sees
-# the complete config.
+# the complete config. The datasets in use get the checks that open no image (folders exist,
+# photo lists known and disjoint), with the message the build_dataset job would give.
 try:
     _validated = refsr_config.validate(config)
     registry.check_config(_validated)
     importers.check_config(_validated)
+    check_datasets(_validated)  # the build_dataset job's cheap checks, at DAG build
 except RefsrError as err:
     sys.exit(f"refsr: invalid configuration: {err}")
 config.clear()

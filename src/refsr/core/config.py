@@ -56,16 +56,55 @@ def _key(path) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+def exactly_one_of(keys, present) -> str:
+    """The problem of a config section that needs exactly one of ``keys`` (``present``: those
+    set), e.g. ``give exactly one of refs_dir and pairs_csv (neither is set)``; the schema
+    check and the dataset builders word it the same."""
+    keys, present = list(keys), list(present)
+    names = " and ".join(keys) if len(keys) == 2 else ", ".join(keys)
+    state = "neither is set" if not present else f"{' and '.join(present)} are all set"
+    if len(present) == 2 and len(keys) == 2:
+        state = "both are set"
+    return f"give exactly one of {names} ({state})"
+
+
+def _required_problem(error) -> tuple[str, str]:
+    """(key, problem) of a missing required key: names the key and what it takes."""
+    missing = error.message.split("'")[1] if error.message.count("'") >= 2 else error.message
+    spec = (error.schema.get("properties") or {}).get(missing, {}) if isinstance(error.schema, Mapping) else {}
+    if isinstance(spec, Mapping) and spec.get("enum"):
+        what = f"one of {', '.join(map(str, spec['enum']))}"
+    elif isinstance(spec, Mapping) and spec.get("description"):
+        what = spec["description"]
+    else:
+        what = "missing"
+    return _key([*error.absolute_path, missing]), f"required: {what}"
+
+
+def _one_of_keys(error) -> list[str] | None:
+    """The keys of a ``oneOf`` whose branches each only require one key, else None."""
+    branches = error.validator_value
+    if not all(isinstance(b, Mapping) and set(b) == {"required"} and len(b["required"]) == 1
+               for b in branches):
+        return None
+    return [b["required"][0] for b in branches]
+
+
 def check_schema(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH) -> None:
     """Raise ``RefsrError('config key K', problem)`` for the most relevant schema violation."""
     validator = jsonschema.Draft202012Validator(schema(schema_path))
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
     if error is None:
         return
-    problem = error.message
+    key, problem = _key(error.absolute_path), error.message
     if error.validator == "additionalProperties":
         problem = f"unknown key ({error.message})"
-    raise RefsrError(f"config key {_key(error.absolute_path)}", problem)
+    elif error.validator == "required":
+        key, problem = _required_problem(error)
+    elif error.validator == "oneOf" and _one_of_keys(error) and isinstance(error.instance, Mapping):
+        keys = _one_of_keys(error)
+        problem = exactly_one_of(keys, [k for k in keys if k in error.instance])
+    raise RefsrError(f"config key {key}", problem)
 
 
 def check_references(config: Mapping[str, Any]) -> None:

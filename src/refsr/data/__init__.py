@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from refsr.core.errors import RefsrError
+from refsr.data.checks import check_dataset, check_datasets
 from refsr.data.layout import (
     EVAL_LEVELS,
     LEVELS,
@@ -17,22 +18,23 @@ from refsr.data.layout import (
 )
 
 __all__ = [
-    "EVAL_LEVELS", "LEVELS", "Dataset", "TestGroup", "TrainPair", "build", "read_manifest",
+    "EVAL_LEVELS", "LEVELS", "Dataset", "TestGroup", "TrainPair", "build", "check_datasets", "read_manifest",
     "write_manifest",
 ]
 
 
 def build(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
     """Build dataset ``name`` described by ``cfg`` into ``out_dir`` (which must exist)."""
-    kind = cfg.get("kind")
+    check_dataset(name, cfg)  # the cheap checks the DAG build runs too (refsr.data.checks)
+    kind = cfg["kind"]
     if kind == "embedded":
         from refsr.data.embedded import build_embedded as builder
     elif kind == "cufed5":
         from refsr.data.cufed5 import build_cufed5 as builder
     elif kind == "folder":
         from refsr.data.folder import build_folder as builder
-    else:
-        raise RefsrError(f"datasets.{name}.kind", f"unknown dataset kind {kind!r} (embedded, cufed5, folder)")
+    else:  # pragma: no cover - check_dataset refused it
+        raise RefsrError(f"datasets.{name}.kind", f"unknown dataset kind {kind!r}")
     return builder(name, cfg, Path(out_dir), scale)
 
 

@@ -22,61 +22,14 @@ from PIL import Image
 
 from refsr.core.atomic import atomic_path
 from refsr.core.errors import RefsrError
-from refsr.core.imageio import MIN_SIDE, check_min_size, read_image, write_image
+from refsr.core.imageio import IMAGE_EXTENSIONS, MIN_SIDE, check_min_size, read_image, write_image
 from refsr.data.layout import TrainPair
 from refsr.data.resize import modcrop
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_LISTED = 8  # problems named in the one-line message; the rest are counted
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-# --------------------------------------------------------------------------- config
-
-
-def cfg_key(name: str, key: str) -> str:
-    """The config key path used in error messages, e.g. ``datasets.cufed5.test_dir``."""
-    return f"datasets.{name}.{key}"
-
-
-def cfg_dir(cfg: dict, name: str, key: str, required: bool = True) -> Path | None:
-    """``cfg[key]`` as an absolute existing directory (``~`` expanded), or None if optional and unset."""
-    value = cfg.get(key)
-    if value is None or value == "":
-        if required:
-            raise RefsrError(cfg_key(name, key), "required: the path of a folder")
-        return None
-    path = Path(os.path.expanduser(str(value))).resolve()
-    if not path.exists():
-        raise RefsrError(path, f"folder not found (from {cfg_key(name, key)})")
-    if not path.is_dir():
-        raise RefsrError(path, f"not a folder (from {cfg_key(name, key)})")
-    return path
-
-
-def cfg_file(cfg: dict, name: str, key: str) -> Path:
-    """``cfg[key]`` as an absolute existing file."""
-    value = cfg.get(key)
-    if value is None or value == "":
-        raise RefsrError(cfg_key(name, key), "required: the path of a file")
-    path = Path(os.path.expanduser(str(value))).resolve()
-    if not path.exists():
-        raise RefsrError(path, f"file not found (from {cfg_key(name, key)})")
-    if not path.is_file():
-        raise RefsrError(path, f"not a file (from {cfg_key(name, key)})")
-    return path
-
-
-def cfg_count(cfg: dict, name: str, key: str, default: int | None = None) -> int | None:
-    """``cfg[key]`` as a positive int (``None``/missing gives ``default``)."""
-    value = cfg.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RefsrError(cfg_key(name, key), f"must be a positive integer, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------- problems

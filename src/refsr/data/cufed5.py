@@ -28,10 +28,9 @@ from pathlib import Path
 
 from refsr.core.errors import RefsrError
 from refsr.core.progress import progress
+from refsr.data.checks import cfg_count, check_cufed5
 from refsr.data.common import (
     Problems,
-    cfg_count,
-    cfg_dir,
     collect_train_pairs,
     inspect_images,
     normalise_image,
@@ -51,8 +50,7 @@ def expected_files(test_dir: Path, n_groups: int) -> dict[str, list[Path]]:
 
 def build_cufed5(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
     """Validate the CUFED5/CUFED folders, then write the normalised test images under ``out_dir``."""
-    test_dir = cfg_dir(cfg, name, "test_dir")
-    train_dir = cfg_dir(cfg, name, "train_dir", required=False)
+    test_dir, train_dir = check_cufed5(name, cfg)
     n_groups = cfg_count(cfg, name, "groups", N_GROUPS)
     max_pairs = cfg_count(cfg, name, "max_train_pairs")
     out_dir = Path(out_dir)

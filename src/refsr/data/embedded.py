@@ -38,6 +38,7 @@ import skimage.data
 
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import write_image
+from refsr.data.checks import EMBEDDED_PHOTOS, check_embedded
 from refsr.data.layout import LEVELS, Dataset, TestGroup, TrainPair
 from refsr.data.resize import modcrop
 
@@ -65,12 +66,14 @@ LEVEL_SPECS = {
 
 
 def load_photo(name: str) -> np.ndarray:
-    """A scikit-image photo as uint8 RGB; ``motorcycle`` is the stereo pair's left view."""
+    """A scikit-image photo (one of ``EMBEDDED_PHOTOS``) as uint8 RGB; ``motorcycle`` is the
+    stereo pair's left view."""
+    if name not in EMBEDDED_PHOTOS:
+        raise RefsrError("datasets.embedded", f"unknown photo {name!r}; scikit-image ships "
+                                              f"{', '.join(EMBEDDED_PHOTOS)}")
     if name == STEREO:
         return skimage.data.stereo_motorcycle()[0]
-    loader = getattr(skimage.data, name, None)
-    if loader is None or not callable(loader):
-        raise RefsrError("datasets.embedded", f"scikit-image has no photo named {name!r}")
+    loader = getattr(skimage.data, name)
     img = np.asarray(loader())
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
@@ -174,11 +177,7 @@ def make_train_pair(photo: np.ndarray, side: int, rng: np.random.RandomState) ->
 
 def build_embedded(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
     """Write the embedded dataset's images under ``out_dir/images`` and return it."""
-    test_photos = list(cfg["test_photos"])
-    train_photos = list(cfg["train_photos"])
-    overlap = set(test_photos) & set(train_photos)
-    if overlap:
-        raise RefsrError(f"datasets.{name}.train_photos", f"overlaps the test photos: {sorted(overlap)}")
+    test_photos, train_photos = check_embedded(name, cfg)
     side = int(cfg["hr_size"]) // scale * scale
     seed = int(cfg.get("seed", 0))
     out_dir = Path(out_dir)

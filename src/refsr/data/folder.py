@@ -39,13 +39,10 @@ from pathlib import Path
 
 from refsr.core.errors import RefsrError
 from refsr.core.progress import progress
+from refsr.data.checks import cfg_count, check_folder
 from refsr.data.common import (
     IMAGE_EXTENSIONS,
     Problems,
-    cfg_count,
-    cfg_dir,
-    cfg_file,
-    cfg_key,
     collect_train_pairs,
     inspect_images,
     list_images,
@@ -54,10 +51,6 @@ from refsr.data.common import (
 from refsr.data.layout import Dataset, TestGroup
 
 log = logging.getLogger(__name__)
-
-
-def _given(cfg: dict, key: str) -> bool:
-    return cfg.get(key) not in (None, "")
 
 
 def _hr_images(hr_dir: Path, problems: Problems) -> list[Path]:
@@ -163,12 +156,7 @@ def _resolve(value: str, base: Path) -> Path:
 
 def build_folder(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
     """Validate a user's folders, then write the normalised test images under ``out_dir``."""
-    hr_dir = cfg_dir(cfg, name, "hr_dir")
-    if _given(cfg, "refs_dir") == _given(cfg, "pairs_csv"):
-        raise RefsrError(cfg_key(name, "refs_dir"),
-                         "give exactly one of refs_dir (a sub-folder of references per HR image) "
-                         "and pairs_csv (a CSV with columns hr,ref)")
-    train_dir = cfg_dir(cfg, name, "train_dir", required=False)
+    hr_dir, refs_dir, pairs_csv, train_dir = check_folder(name, cfg)
     n_groups = cfg_count(cfg, name, "groups")
     max_pairs = cfg_count(cfg, name, "max_train_pairs")
     out_dir = Path(out_dir)
@@ -177,10 +165,10 @@ def build_folder(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset
     problems = Problems()
     all_hrs = _hr_images(hr_dir, problems)
     hrs = all_hrs[:n_groups] if n_groups else all_hrs
-    if _given(cfg, "refs_dir"):
-        refs = refs_from_dir(cfg_dir(cfg, name, "refs_dir"), hrs, problems)
+    if refs_dir is not None:
+        refs = refs_from_dir(refs_dir, hrs, problems)
     else:
-        refs = refs_from_csv(cfg_file(cfg, name, "pairs_csv"), hr_dir, all_hrs, hrs, problems)
+        refs = refs_from_csv(pairs_csv, hr_dir, all_hrs, hrs, problems)
     images = list(dict.fromkeys([*hrs, *(p for r in refs.values() for p in r.values())]))
     infos = inspect_images(progress(images, f"check {name}", logger=log), problems)
     pairs = collect_train_pairs(train_dir, problems, max_pairs) if train_dir else []
