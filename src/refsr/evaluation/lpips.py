@@ -7,9 +7,11 @@ one line and returns NaN. It never reports a value computed with a random trunk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -167,9 +169,11 @@ class LPIPSMetric:
                 f"downloading is disabled; {_FIX_HINT}"
             )
         try:
-            state = torch.hub.load_state_dict_from_url(
-                ALEXNET_URL, map_location="cpu", progress=False, check_hash=True
-            )
+            # torch.hub announces downloads on stdout, which would corrupt `refsr score`'s JSON
+            with contextlib.redirect_stdout(sys.stderr):
+                state = torch.hub.load_state_dict_from_url(
+                    ALEXNET_URL, map_location="cpu", progress=False, check_hash=True
+                )
         except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, hash mismatch, ...
             raise _Unavailable(
                 "AlexNet ImageNet weights not available offline (torchvision download "
