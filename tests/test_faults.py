@@ -480,11 +480,13 @@ def _strict(line: str) -> dict:
 
 
 def test_case8_score_of_identical_images_is_strict_json(pics, capsys):
-    assert main(["score", str(pics["hr"]), str(pics["hr"]), "--no-lpips"]) == 0
+    assert main(["score", str(pics["hr"]), str(pics["hr"]), "--no-lpips", "--no-stlpips"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
     scores = _strict(out[0])
-    assert scores == {"psnr": None, "ssim": 1.0, "lpips": None, "psnr_note": "identical images"}
+    assert scores.pop("protocol") == "refsr" and scores.pop("protocol_fields")["crop"] == 4
+    assert scores == {"psnr": None, "ssim": 1.0, "lpips": None, "stlpips": None,
+                      "psnr_note": "identical images"}
 
 
 def test_case8_score_of_different_images_has_no_note(pics, tmp_path, capsys):

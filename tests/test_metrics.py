@@ -376,10 +376,10 @@ def test_score_pair_keys():
     hr = textured(4)
     sr = noisy(hr, 5)
     out = score_pair(sr, hr)
-    assert set(out) == {"psnr", "ssim", "lpips"}
+    assert set(out) == {"psnr", "ssim", "lpips", "stlpips"}
     assert out["psnr"] == pytest.approx(psnr(sr, hr))
     assert out["ssim"] == pytest.approx(ssim(sr, hr))
-    assert math.isnan(out["lpips"])
+    assert math.isnan(out["lpips"]) and math.isnan(out["stlpips"])
 
 
 def test_protocol_defaults_and_describe():
@@ -395,7 +395,8 @@ def test_protocol_defaults_and_describe():
     text = p.describe()
     assert "\n" not in text
     for part in (
-        "Y (BT.601",
+        "Protocol `refsr`",
+        "y_channel=true, y_formula=matlab, round_y=true, crop=4, rounding=uint8, resize=matlab",
         "rgb2ycbcr",
         "4-px border",
         "11x11",

@@ -38,9 +38,9 @@ def _eval_df(base: float, lpips: bool = True, drop=()) -> pd.DataFrame:
         for j, lv in enumerate(EVAL_LEVELS):
             p = base + i + j
             row = {"image": img, "level": lv, "psnr": p, "ssim": p / 100,
-                   "lpips": 1 / p if lpips else math.nan}
+                   "lpips": 1 / p if lpips else math.nan, "stlpips": 2 / p}
             if (img, lv) in drop:
-                row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan)
+                row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, stlpips=math.nan)
             rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -57,7 +57,8 @@ def write_evals(tmp_path, dataset="tiny", lpips=True, drop=None, reason="offline
         info = ({"enabled": True, "available": True, "reason": None, "source": "alexnet-test.pth"}
                 if lpips else {"enabled": True, "available": False, "reason": reason,
                                "source": None})
-        csv.with_suffix(".json").write_text(json.dumps({"lpips": info}))
+        csv.with_suffix(".json").write_text(json.dumps({
+            "lpips": info, "stlpips": {"enabled": True, "net": "alex", "source": "stlpips-test"}}))
         paths.append(csv)
     return paths
 
@@ -114,7 +115,7 @@ def test_tables_written_with_protocol_provenance_and_booktabs(tmp_path):
     per = pd.read_csv(out["per_level_csv"])
     assert len(per) == len(MODELS) * len(EVAL_LEVELS)
     md = out["per_level_md"].read_text()
-    assert "| Model | L1 | L2 | L3 | L4 | L5 | LR | HR |" in md
+    assert "| Model | L1 | L2 | L3 | L4 | L5 | ALL | ALL_STITCHED | LR | HR |" in md
     assert "26.00 / 0.260 / 0.038" in md  # srntt at L1: 26, 0.26, mean(1/25, 1/26, 1/27)
 
 
@@ -124,7 +125,7 @@ def test_missing_cells_are_marked_with_a_footnote(tmp_path):
     run_tables(csvs, CONFIG, MODELS, ["tiny"], out, repo_dir=tmp_path)
     md = out["main_md"].read_text()
     row = next(line for line in md.splitlines() if line.startswith("| srntt (refsr) |"))
-    assert row.count(MISSING_MD) == 3  # PSNR, SSIM, LPIPS of the incomplete cell
+    assert row.count(MISSING_MD) == 4  # PSNR, SSIM, LPIPS, ST-LPIPS of the incomplete cell
     assert "2 of 3 images missing" in md
     assert "| bicubic | 21.00 |" in md  # the complete row is unaffected
     tex = out["main_tex"].read_text()
@@ -144,7 +145,7 @@ def test_unavailable_lpips_is_na_with_reason(tmp_path):
     md = out["main_md"].read_text()
     assert "AlexNet weights not available offline" in md
     row = next(line for line in md.splitlines() if line.startswith("| bicubic |"))
-    assert row.rstrip(" |").endswith(NA) and MISSING_MD not in md
+    assert row.split(" | ")[3] == NA and MISSING_MD not in md  # the LPIPS cell; ST-LPIPS has values
     assert "21.00 / 0.210 / n/a" in out["per_level_md"].read_text()
 
 

@@ -165,6 +165,7 @@ def infer_params():
         {
             **config_subset("scale", "resize", "device", "vgg19_weights", "inference"),
             "matching": matching,
+            "levels": config["evaluation"]["levels"],
         }
     )
 

@@ -14,6 +14,7 @@ import sys
 
 from refsr.cli.args import (
     Parser,
+    boolean,
     device,
     nonneg_int,
     output_dir,
@@ -23,6 +24,7 @@ from refsr.cli.args import (
     positive_int,
 )
 from refsr.core.errors import RefsrError, user_error
+from refsr.evaluation.protocol import PRESETS
 
 
 def _cmd_degrade(args) -> None:
@@ -78,13 +80,19 @@ def _mod_cropped_hr(args):
 
 def _cmd_score(args) -> None:
     from refsr.evaluation.lpips import LPIPSMetric
-    from refsr.evaluation.protocol import score_pair
+    from refsr.evaluation.protocol import resolve_protocol
+    from refsr.evaluation.stlpips import STLPIPSMetric
 
+    protocol = resolve_protocol(args.protocol, args.scale, "matlab", where="--protocol", crop=args.crop,
+                                y_channel=False if args.rgb else None, y_formula=args.y_formula,
+                                round_y=args.round_y)
     sr, hr = _mod_cropped_hr(args)
     metric = None if args.no_lpips else LPIPSMetric(allow_download=not args.offline)
-    scores = score_pair(sr, hr, crop=args.crop, y_channel=not args.rgb, lpips_metric=metric,
-                        sr_name=args.sr, hr_name=args.hr)
+    st = None if args.no_stlpips else STLPIPSMetric(args.stlpips_net)
+    scores = protocol.score_pair(sr, hr, metric, stlpips_metric=st, sr_name=args.sr, hr_name=args.hr)
     out = {k: _json_number(float(v)) for k, v in scores.items()}
+    out["protocol"] = protocol.preset
+    out["protocol_fields"] = {k: v for k, v in protocol.to_dict().items() if k not in ("preset", "resize")}
     if math.isinf(float(scores["psnr"])):
         out["psnr_note"] = "identical images"
     if metric is not None and not metric.available:
@@ -150,12 +158,23 @@ def build_parser() -> Parser:
     s.add_argument("--resize", choices=["matlab", "pil"], default="matlab")
     s.set_defaults(func=_cmd_sr)
 
-    c = sub.add_parser("score", help="PSNR/SSIM (Y, border crop) and LPIPS of SR against HR, as JSON")
+    c = sub.add_parser("score", help="PSNR/SSIM (under a protocol preset), LPIPS and ST-LPIPS of SR "
+                                     "against HR, as JSON")
     c.add_argument("sr", help="SR image")
     c.add_argument("hr", help="ground-truth HR image")
-    c.add_argument("--crop", type=nonneg_int, default=4, help="border pixels cropped before PSNR/SSIM")
+    c.add_argument("--protocol", choices=list(PRESETS), default="refsr",
+                   help="evaluation protocol preset (README, Evaluation protocols); the options "
+                        "below override its fields")
+    c.add_argument("--crop", type=nonneg_int, default=None,
+                   help="border pixels cropped before PSNR/SSIM (default: the preset's)")
     c.add_argument("--scale", type=positive_int, default=4, help="HR is mod-cropped to a multiple of this")
     c.add_argument("--rgb", action="store_true", help="PSNR/SSIM on RGB instead of Y")
+    c.add_argument("--y-formula", choices=["matlab", "ttsr"], default=None,
+                   help="luma formula (default: the preset's)")
+    c.add_argument("--round-y", type=boolean, default=None,
+                   help="true/false: round Y to an integer (default: the preset's)")
+    c.add_argument("--no-stlpips", action="store_true", help="skip ST-LPIPS (reported as null)")
+    c.add_argument("--stlpips-net", choices=["alex", "vgg"], default="alex", help="ST-LPIPS trunk")
     c.add_argument("--no-lpips", action="store_true", help="skip LPIPS (reported as null)")
     c.add_argument("--offline", action="store_true", help="never try to download LPIPS weights")
     c.set_defaults(func=_cmd_score)

@@ -120,3 +120,13 @@ def output_image(text: str) -> Path:
 def output_dir(text: str) -> Path:
     """An argparse type: a folder the command will write (created if missing)."""
     return check_writable(text, folder=True)
+
+
+def boolean(text: str) -> bool:
+    """``true``/``false`` (also ``yes``/``no``, ``1``/``0``), any case."""
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")

@@ -108,7 +108,8 @@ def check_schema(config: Mapping[str, Any], schema_path: str | os.PathLike = SCH
 
 
 def check_references(config: Mapping[str, Any]) -> None:
-    """Cross-key checks the schema cannot express: dataset names must exist."""
+    """Cross-key checks the schema cannot express: dataset names must exist, the main and grid
+    levels must be evaluated."""
     names = set(config.get("datasets", {}))
     wanted = [("train_dataset", config.get("train_dataset"))]
     wanted += [("eval_datasets", n) for n in config.get("eval_datasets", [])]
@@ -116,6 +117,14 @@ def check_references(config: Mapping[str, Any]) -> None:
         if name not in names:
             raise RefsrError(f"config key {key}",
                              f"{name!r} is not one of the datasets ({', '.join(sorted(names))})")
+    ev = config.get("evaluation", {})
+    levels = list(ev.get("levels", []))
+    used = [("evaluation.main_level", ev.get("main_level"))]
+    used += [("evaluation.grid_levels", lv) for lv in ev.get("grid_levels", [])]
+    for key, level in used:
+        if levels and level not in levels:
+            raise RefsrError(f"config key {key}",
+                             f"{level!r} is not one of evaluation.levels ({', '.join(levels)})")
 
 
 def validate(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:

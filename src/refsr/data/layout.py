@@ -24,7 +24,11 @@ from refsr.core.atomic import atomic_path
 from refsr.core.errors import RefsrError
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")  # most -> least similar reference
-EVAL_LEVELS = LEVELS + ("LR", "HR")  # plus SISR mode (LR as its own reference) and the oracle
+#: Every reference of a test group at once: ``ALL`` = one multi-reference search over them,
+#: ``ALL_STITCHED`` = TTSR's / SRNTT's CUFED5 test input (each padded to 500x500, stacked).
+REFERENCE_SETS = ("ALL", "ALL_STITCHED")
+#: plus SISR mode (LR as its own reference) and the oracle (HR as the reference)
+EVAL_LEVELS = LEVELS + REFERENCE_SETS + ("LR", "HR")
 COLUMNS = ("split", "group", "role", "ref_id", "level", "path")
 
 

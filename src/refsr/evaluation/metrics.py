@@ -43,12 +43,20 @@ _Y_ROW = (65.481, 128.553, 24.966)
 #: What MATLAB actually multiplies uint8 R, G, B by: ``(1/255) * origT`` (computed that way
 #: round so that floating-point ties resolve as in ``imlincomb``).
 _Y_COEF = tuple((1.0 / 255.0) * c for c in _Y_ROW)
+#: TTSR's ``utils.py`` (``calc_psnr``/``calc_ssim``): ``Y = (65.738 R + 129.057 G + 25.064 B) / 256 + 16``.
+_Y_TTSR_ROW = (65.738, 129.057, 25.064)
+
+#: The luma formulas a protocol can name: ``matlab`` (``rgb2ycbcr``, BT.601 over 255) and
+#: ``ttsr`` (the same BT.601 row over 256, as TTSR's evaluation code writes it).
+Y_FORMULAS = ("matlab", "ttsr")
 
 
-def rgb2ycbcr_y(img: np.ndarray, round_y: bool = True) -> np.ndarray:
-    """Y of MATLAB's ``rgb2ycbcr`` for RGB values on the 0..255 scale, as float64.
+def rgb2ycbcr_y(img: np.ndarray, round_y: bool = True, formula: str = "matlab") -> np.ndarray:
+    """Y of MATLAB's ``rgb2ycbcr`` (or TTSR's variant) for RGB values on the 0..255 scale, as float64.
 
-    ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``, in [16, 235].
+    ``formula="matlab"``: ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``, in [16, 235].
+    ``formula="ttsr"``: ``Y = 16 + (65.738 R + 129.057 G + 25.064 B) / 256`` (TTSR's
+    ``calc_psnr``/``calc_ssim``, which never round it).
 
     ``round_y=True`` (default) reproduces MATLAB for ``uint8`` input, which returns
     ``uint8``: ``imlincomb`` evaluates ``T1*R + T2*G + T3*B + 16`` in double with
@@ -61,7 +69,12 @@ def rgb2ycbcr_y(img: np.ndarray, round_y: bool = True) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"rgb2ycbcr_y expects an (H, W, 3) RGB array, got shape {arr.shape}")
     rgb = arr.astype(np.float64, copy=False)
-    y = _Y_COEF[0] * rgb[..., 0] + _Y_COEF[1] * rgb[..., 1] + _Y_COEF[2] * rgb[..., 2] + 16.0
+    if formula == "matlab":
+        y = _Y_COEF[0] * rgb[..., 0] + _Y_COEF[1] * rgb[..., 1] + _Y_COEF[2] * rgb[..., 2] + 16.0
+    elif formula == "ttsr":
+        y = rgb @ np.asarray(_Y_TTSR_ROW) / 256.0 + 16.0
+    else:
+        raise ValueError(f"unknown Y formula {formula!r}; use one of {Y_FORMULAS}")
     if round_y:
         y = np.floor(y + 0.5)  # MATLAB round (half away from zero); y > 0 here
         np.clip(y, 0.0, 255.0, out=y)  # uint8 saturation (only reachable for float input)
@@ -108,6 +121,7 @@ def _prepare(
     round_y: bool,
     sr_name: Any,
     hr_name: Any,
+    y_formula: str = "matlab",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate a pair and return the float64 planes the metric is computed on, ``(H, W, C)``."""
     sr_label = str(sr_name) if sr_name is not None else "SR"
@@ -129,7 +143,8 @@ def _prepare(
             sr_label, f"border crop {crop} leaves nothing of a {w}x{h} (width x height) image"
         )
     if y_channel:
-        a, b = rgb2ycbcr_y(sr, round_y)[..., None], rgb2ycbcr_y(hr, round_y)[..., None]
+        a = rgb2ycbcr_y(sr, round_y, y_formula)[..., None]
+        b = rgb2ycbcr_y(hr, round_y, y_formula)[..., None]
     else:
         a, b = sr.astype(np.float64), hr.astype(np.float64)
         if a.ndim == 2:
@@ -151,6 +166,7 @@ def psnr(
     y_channel: bool = True,
     *,
     round_y: bool = True,
+    y_formula: str = "matlab",
     sr_name: Any = None,
     hr_name: Any = None,
 ) -> float:
@@ -160,7 +176,7 @@ def psnr(
     mean of per-channel PSNRs). Identical inputs give ``inf``. ``sr_name``/``hr_name``
     (paths or labels) name the inputs in errors.
     """
-    a, b = _prepare(sr, hr, crop, y_channel, round_y, sr_name, hr_name)
+    a, b = _prepare(sr, hr, crop, y_channel, round_y, sr_name, hr_name, y_formula)
     mse = float(np.mean((a - b) ** 2))
     if mse == 0.0:
         return math.inf
@@ -206,6 +222,7 @@ def ssim(
     y_channel: bool = True,
     *,
     round_y: bool = True,
+    y_formula: str = "matlab",
     sr_name: Any = None,
     hr_name: Any = None,
 ) -> float:
@@ -214,7 +231,7 @@ def ssim(
     The cropped image must be at least 11x11 (MATLAB's ``ssim_index`` returns -Inf for
     smaller ones; here that is a RefsrError).
     """
-    a, b = _prepare(sr, hr, crop, y_channel, round_y, sr_name, hr_name)
+    a, b = _prepare(sr, hr, crop, y_channel, round_y, sr_name, hr_name, y_formula)
     if min(a.shape[:2]) < SSIM_WIN:
         h, w = a.shape[:2]
         raise RefsrError(

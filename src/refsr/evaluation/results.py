@@ -5,11 +5,12 @@ inference stage (``results/sr/{dataset}/{model}/{image}/{level}.png``) is scored
 against the mod-cropped HR under one :class:`~refsr.evaluation.protocol.Protocol`:
 
 * ``{model}.csv`` — one row per (image, level), columns exactly
-  ``image, level, psnr, ssim, lpips``. A missing SR file gives a row of NaN
+  ``image, level, psnr, ssim, lpips, stlpips``. A missing SR file gives a row of NaN
   (the row is kept, so the tables can see and mark the missing cell); LPIPS is
-  NaN for every row when its AlexNet weights are unavailable (or it is disabled).
+  NaN for every row when its AlexNet weights are unavailable (or it is disabled);
+  ST-LPIPS (weights inside its package) is computed for every row unless disabled.
 * ``{model}.json`` — the sidecar: protocol, LPIPS availability / reason / weight
-  source, and the missing (image, level) cells, counted per level.
+  source, ST-LPIPS weight source, and the missing (image, level) cells, counted per level.
 
 An SR of another size than the (mod-cropped) HR is an error naming both files.
 """
@@ -34,11 +35,12 @@ from refsr.data.layout import EVAL_LEVELS, Dataset
 from refsr.data.resize import modcrop
 from refsr.evaluation.lpips import LPIPSMetric
 from refsr.evaluation.protocol import Protocol
+from refsr.evaluation.stlpips import STLPIPSMetric
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("image", "level", "psnr", "ssim", "lpips")
-METRICS = ("psnr", "ssim", "lpips")
+METRICS = ("psnr", "ssim", "lpips", "stlpips")
+COLUMNS = ("image", "level", *METRICS)
 
 
 def sr_path(sr_dir: str | os.PathLike, image: str, level: str) -> Path:
@@ -56,6 +58,7 @@ def evaluate_model(
     protocol: Protocol,
     lpips_metric: LPIPSMetric | None = None,
     levels: Iterable[str] = EVAL_LEVELS,
+    stlpips_metric: STLPIPSMetric | None = None,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Score every (image, level); return the table and the missing (image, level) cells."""
     sr_dir = Path(sr_dir)
@@ -80,7 +83,8 @@ def evaluate_model(
                     f"size mismatch: SR is {_size(sr)} but the HR (mod-cropped to a multiple of "
                     f"{protocol.scale}) is {_size(hr)} (width x height)",
                 )
-            scores = protocol.score_pair(sr, hr, lpips_metric, sr_name=path, hr_name=g.hr)
+            scores = protocol.score_pair(sr, hr, lpips_metric, stlpips_metric=stlpips_metric,
+                                         sr_name=path, hr_name=g.hr)
             rows.append({"image": g.name, "level": level, **scores})
     return pd.DataFrame(rows, columns=list(COLUMNS)), missing
 
@@ -97,6 +101,13 @@ def lpips_info(metric: LPIPSMetric | None, enabled: bool) -> dict[str, Any]:
             "source": metric.source}
 
 
+def stlpips_info(metric: STLPIPSMetric | None) -> dict[str, Any]:
+    """What the sidecar and the captions say about ST-LPIPS."""
+    if metric is None:
+        return {"enabled": False, "net": None, "source": None}
+    return {"enabled": True, "net": metric.net, "source": metric.source}
+
+
 def sidecar(
     df: pd.DataFrame,
     missing: list[tuple[str, str]],
@@ -104,6 +115,7 @@ def sidecar(
     lpips: Mapping[str, Any],
     dataset: str,
     model: str,
+    stlpips: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The JSON written beside the CSV."""
     levels = list(dict.fromkeys(df["level"]))
@@ -118,6 +130,7 @@ def sidecar(
         "protocol": protocol.to_dict(),
         "protocol_text": protocol.describe(),
         "lpips": dict(lpips),
+        "stlpips": dict(stlpips),
         "missing": {
             "count": len(missing),
             "by_level": by_level,

@@ -67,7 +67,7 @@ def _save(fig, out_png, out_pdf=None, dpi: int = 130) -> None:
 
 
 def level_positions(levels: Sequence[str] = EVAL_LEVELS) -> dict[str, float]:
-    """x positions: L1..L5 at 1..5, then LR and HR after a gap."""
+    """x positions: L1..L5 at 1..5, then the other levels (ALL, ALL_STITCHED, LR, HR) after a gap."""
     pos, x, gap = {}, 1.0, False
     for lv in levels:
         if lv not in LEVELS and not gap:
@@ -79,14 +79,16 @@ def level_positions(levels: Sequence[str] = EVAL_LEVELS) -> dict[str, float]:
 
 def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: Sequence[str],
                          title: str, out_png, out_pdf=None, lpips_available: bool = True,
-                         lpips_reason: str | None = None) -> None:
+                         lpips_reason: str | None = None,
+                         levels: Sequence[str] = EVAL_LEVELS) -> None:
     """One panel per metric; per model the mean over all images at each level.
 
     ``summary`` is :func:`refsr.report.tables.summarise` for one dataset. Cells whose mean
     is not reported (missing images) are left out and drawn as a grey cross at the axis.
-    L1..L5 are joined by lines; LR (SISR mode) and HR (oracle) are separate points.
+    L1..L5 are joined by lines; ALL, ALL_STITCHED, LR (SISR mode) and HR (oracle) are separate
+    points after the dashed line.
     """
-    pos = level_positions()
+    pos = level_positions(levels)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.5),
                              constrained_layout=True, squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -125,10 +127,12 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
                 any_missing = True
                 ax.plot(miss, [0.02] * len(miss), "x", color="0.5", ms=6,
                         transform=ax.get_xaxis_transform())
-        ax.axvline(len(LEVELS) + 0.8, color="0.7", lw=0.8, ls="--")  # L5 | LR, HR
+        others = [x for lv, x in pos.items() if lv not in LEVELS]
+        if others and len(others) < len(pos):
+            ax.axvline(min(others) - 0.8, color="0.7", lw=0.8, ls="--")  # L1..L5 | the others
         ax.set_xticks(list(pos.values()), list(pos))
         ax.set_xlabel("reference level (L1 = most similar)")
-        arrow = "\u2193 better" if metric == "lpips" else "\u2191 better"
+        arrow = "\u2193 better" if metric in ("lpips", "stlpips") else "\u2191 better"
         ax.set_title(f"{LABEL[metric]}{' (dB)' if metric == 'psnr' else ''}, {arrow}", fontsize=10)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()

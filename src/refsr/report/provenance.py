@@ -73,6 +73,16 @@ def lpips_provenance(sidecars: Iterable[Mapping[str, Any]]) -> tuple[str, bool]:
             f"others ({'; '.join(sorted(reasons))})", False)
 
 
+def stlpips_provenance(sidecars: Iterable[Mapping[str, Any]]) -> str:
+    """One phrase for ST-LPIPS over all evaluation jobs (its weights ship with its package)."""
+    sources = {str(m["stlpips"]["source"]) for m in sidecars if m.get("stlpips", {}).get("enabled")}
+    off = any(not m.get("stlpips", {}).get("enabled") for m in sidecars)
+    if not sources:
+        return "ST-LPIPS disabled (evaluation.stlpips: false)"
+    text = f"ST-LPIPS (shift-tolerant, its own column, not LPIPS): {'; '.join(sorted(sources))}"
+    return text + (" (disabled for some jobs)" if off else "")
+
+
 #: What each recipe name means, for captions.
 RECIPE_TEXT = {"refsr": "refsr = this project's CPU-friendly variant",
                "official": "official = the method's released code point by point"}
@@ -107,6 +117,7 @@ class Provenance:
 def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
                      repo_dir: str | os.PathLike | None) -> tuple[Provenance, bool]:
     lp_text, lp_ok = lpips_provenance(metas.values())
+    lp_text = f"{lp_text}. {stlpips_provenance(metas.values())}"
     datasets: dict[str, int] = {}
     for (ds, _), df in evals.items():
         datasets[ds] = max(datasets.get(ds, 0), int(df["image"].nunique()))

@@ -4,7 +4,8 @@ A cell is the mean over *all* test images of its dataset. When any image has no 
 for that (model, level) - or, for LPIPS, no value - the mean is **not reported**: the CSV
 holds NaN and ``n_missing`` > 0, Markdown shows ``—†`` and LaTeX ``---$^\\dagger$``, and a
 footnote says "k of N images missing". LPIPS that could not be computed at all (weights
-unavailable, or disabled) is ``n/a``, with the reason in the caption.
+unavailable, or disabled) is ``n/a``, with the reason in the caption; so is ST-LPIPS when it is
+disabled in the config (``evaluation.stlpips: false``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import pandas as pd
 from refsr.data.layout import EVAL_LEVELS
 from refsr.evaluation.results import METRICS, read_eval_csv, read_sidecar
 
-LABEL = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
-ARROW = {"psnr": "\u2191", "ssim": "\u2191", "lpips": "\u2193"}
-DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}  # main table
-COMPACT_DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3}  # per-level cells
+LABEL = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "stlpips": "ST-LPIPS"}
+ARROW = {"psnr": "\u2191", "ssim": "\u2191", "lpips": "\u2193", "stlpips": "\u2193"}
+DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "stlpips": 4}  # main table
+COMPACT_DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3, "stlpips": 3}  # per-level cells
 
 MISSING_MD = "\u2014\u2020"  # em dash + dagger
 MISSING_TEX = r"---$^\dagger$"
@@ -72,10 +73,13 @@ def summarise(evals: Mapping[tuple[str, str], pd.DataFrame],
 
 
 def cell_status(row: Mapping[str, Any], metric: str, lpips_available: bool) -> str:
-    """``ok`` | ``missing`` (some images lack a value) | ``na`` (LPIPS not computed at all)."""
+    """``ok`` | ``missing`` (some images lack a value) | ``na`` (LPIPS not computed at all, or
+    ST-LPIPS disabled in the config: no value for any image that has an SR output)."""
     if row[f"{metric}_n"] == row["n_images"] and row["n_images"] > 0:
         return "ok"
     if metric == "lpips" and not lpips_available and row["n_missing"] < row["n_images"]:
+        return "na"
+    if metric == "stlpips" and row["stlpips_n"] == 0 and row["n_missing"] < row["n_images"]:
         return "na"
     return "missing"
 

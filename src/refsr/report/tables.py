@@ -64,9 +64,9 @@ def _models_note(models: Sequence[str], level: str) -> str:
 
 def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[str],
                prov: Provenance, level: str, lpips_available: bool) -> Table:
-    """Models x datasets at ``level``: PSNR / SSIM / LPIPS."""
+    """Models x datasets at ``level``: PSNR / SSIM / LPIPS / ST-LPIPS."""
     sel = summary[summary["level"] == level]
-    caption = (f"Mean PSNR (dB), SSIM and LPIPS over each dataset's test images, x4. "
+    caption = (f"Mean PSNR (dB), SSIM, LPIPS and ST-LPIPS over each dataset's test images, x4. "
                f"{_models_note(models, level)} " + prov.sentence(datasets))
     notes = missing_notes(sel, lpips_available)
     by = {(r["dataset"], r["model"]): r for r in sel.to_dict("records")}
@@ -110,11 +110,13 @@ def _level_cell(row, lpips_available, tex=False) -> str:
 def per_level_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[str],
                     prov: Provenance, lpips_available: bool,
                     levels: Sequence[str] = EVAL_LEVELS) -> Table:
-    """For each dataset: models x levels, cells PSNR / SSIM / LPIPS."""
-    caption = ("PSNR (dB) / SSIM / LPIPS per reference level, x4: L1..L5 from the most to the "
-               "least similar reference, LR = the LR input as its own reference (SISR mode), "
-               "HR = the ground truth as reference (oracle upper bound). bicubic and SISR models "
-               "ignore the reference. " + prov.sentence(datasets))
+    """For each dataset: models x levels, cells PSNR / SSIM / LPIPS / ST-LPIPS."""
+    caption = ("PSNR (dB) / SSIM / LPIPS / ST-LPIPS per reference level, x4: L1..L5 from the most "
+               "to the least similar reference, ALL = every reference of the image in one "
+               "matching, ALL_STITCHED = every reference padded to 500x500 and stacked in one "
+               "image (TTSR's and SRNTT's CUFED5 test input), LR = the LR input as its own "
+               "reference (SISR mode), HR = the ground truth as reference (oracle upper bound). "
+               "bicubic and SISR models ignore the reference. " + prov.sentence(datasets))
     md_parts, tex_parts, notes_all = [], [], []
     for ds in datasets:
         sel = summary[summary["dataset"] == ds]

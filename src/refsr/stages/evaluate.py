@@ -1,4 +1,4 @@
-"""Rule evaluate: PSNR / SSIM / LPIPS of one model on every test image and level of a dataset."""
+"""Rule evaluate: PSNR / SSIM / LPIPS / ST-LPIPS of one model on every test image and level of a dataset."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from refsr.data import read_manifest
 from refsr.data.layout import Dataset
 from refsr.evaluation.lpips import LPIPSMetric
 from refsr.evaluation.protocol import protocol_from_config
-from refsr.evaluation.results import evaluate_model, lpips_info, sidecar, write_results
+from refsr.evaluation.results import (
+    evaluate_model,
+    lpips_info,
+    sidecar,
+    stlpips_info,
+    write_results,
+)
+from refsr.evaluation.stlpips import STLPIPSMetric
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +45,12 @@ def run_evaluation(ds: Dataset, sr_dir: str | os.PathLike, model: str, config: M
         log.info("LPIPS weights: %s", info["source"])
     else:
         log.warning("LPIPS not computed (NaN): %s", info["reason"])
+    st = STLPIPSMetric(ev["stlpips_net"], device=str(config["device"])) if ev["stlpips"] else None
+    if st is not None:
+        log.info("ST-LPIPS weights: %s", st.source)  # builds it: a missing weight fails here
     log.info("protocol: %s", protocol.describe())
-    df, missing = evaluate_model(ds, sr_dir, protocol, metric)
-    meta = sidecar(df, missing, protocol, info, ds.name, model)
+    df, missing = evaluate_model(ds, sr_dir, protocol, metric, ev["levels"], stlpips_metric=st)
+    meta = sidecar(df, missing, protocol, info, ds.name, model, stlpips_info(st))
     write_results(df, meta, csv_path, json_path)
     scored = df.dropna(subset=["psnr"])
     for level, part in scored.groupby("level", sort=False):

@@ -47,11 +47,12 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: st
     """Metric vs level, comparison grid and correspondence figure of one dataset."""
     ev = config["evaluation"]
     evals, metas = load_evals(eval_csvs)
-    summary = summarise(evals)
+    summary = summarise(evals, ev["levels"])
     lp_text, lp_ok = lpips_provenance(metas.values())
     plot_metric_vs_level(summary[summary["dataset"] == ds.name], models, list(ev["levels_figure_metrics"]),
                          f"{ds.name}: mean over {summary['n_images'].max()} test images per level",
-                         outputs["levels_png"], outputs.get("levels_pdf"), lp_ok, lp_text)
+                         outputs["levels_png"], outputs.get("levels_pdf"), lp_ok, lp_text,
+                         levels=ev["levels"])
     tiers = read_tiers(tiers_csv)
     by_model = {m: df for (d, m), df in evals.items() if d == ds.name}
     plot_comparison_grid(ds, sr_root, models, tiers, by_model, outputs["grid_png"],

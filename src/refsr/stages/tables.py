@@ -23,9 +23,10 @@ def run_tables(csv_paths: Sequence[str | os.PathLike], config: Mapping[str, Any]
     evals, metas = load_evals(csv_paths)
     prov, lp_ok = build_provenance(config, metas, evals, repo_dir)
     level = str(config["evaluation"]["main_level"])
-    summary = summarise(evals)
+    levels = list(config["evaluation"]["levels"])
+    summary = summarise(evals, levels)
     tables = {"main": main_table(summary, models, datasets, prov, level, lp_ok),
-              "per_level": per_level_table(summary, models, datasets, prov, lp_ok)}
+              "per_level": per_level_table(summary, models, datasets, prov, lp_ok, levels)}
     if paper_dataset is not None:
         tables["paper"] = paper_table(summary, models, paper_dataset, prov, level)
     for key, table in tables.items():
