@@ -245,6 +245,11 @@ def test_hr_only_count_is_checked(tmp_path: Path, kind: str, published: int):
     assert msg == (f"{nested}: holds 0 images, expected {published} (from datasets.{kind}.images); "
                    "it has sub-folders (image_SRF_4): test_dir must be the folder holding the HR "
                    "images themselves")
+    save(nested / "image_SRF_4" / "img_001_SRF_4_LR.png", crop("astronaut", 0, 0, 12, 12))
+    msg = message(kind, {"kind": kind, "test_dir": str(nested / "image_SRF_4")}, tmp_path / "out")
+    assert msg == (f"{nested}/image_SRF_4: holds 2 images, expected {published} (from "
+                   f"datasets.{kind}.images); it also holds 1 LR image (img_001_SRF_4_LR.png): "
+                   "keep only the HR images")
 
 
 def test_hr_only_bad_images_and_missing_folder(tmp_path: Path):

@@ -29,13 +29,19 @@ from refsr.data.layout import Dataset
 log = logging.getLogger(__name__)
 
 
-def _count_problem(test_dir: Path, found: int, expected: int, name: str) -> str:
+def _count_problem(test_dir: Path, images: list[Path], expected: int, name: str) -> str:
+    """The wrong-count message, with a hint for SelfExSR's layout (``image_SRF_4/`` sub-folders
+    holding ``img_001_SRF_4_HR.png`` beside ``img_001_SRF_4_LR.png``)."""
     subs = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    low = [p.name for p in images if p.stem.endswith("_LR")]
     hint = ""
-    if subs:
+    if low:
+        hint = (f"; it also holds {len(low)} LR image{'s' if len(low) != 1 else ''} "
+                f"({low[0]}{', ...' if len(low) > 1 else ''}): keep only the HR images")
+    elif subs:
         hint = (f"; it has sub-folders ({', '.join(subs[:4])}{', ...' if len(subs) > 4 else ''}): "
                 "test_dir must be the folder holding the HR images themselves")
-    return f"holds {found} images, expected {expected} (from {cfg_key(name, 'images')}){hint}"
+    return f"holds {len(images)} images, expected {expected} (from {cfg_key(name, 'images')}){hint}"
 
 
 def build_hr_only(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
@@ -43,7 +49,7 @@ def build_hr_only(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Datase
     cfg, test_dir = check_hr_only(name, cfg)
     all_hrs = list_images(test_dir)
     if len(all_hrs) != cfg["images"]:
-        raise RefsrError(test_dir, _count_problem(test_dir, len(all_hrs), cfg["images"], name))
+        raise RefsrError(test_dir, _count_problem(test_dir, all_hrs, cfg["images"], name))
     problems = Problems()
     hrs = list(unique_stems(all_hrs, problems, "test groups").values())[:cfg["groups"]]
     infos = inspect_images(progress(hrs, f"check {name}", logger=log), problems)
