@@ -63,8 +63,8 @@ def manifest_rows(path: Path) -> list[dict]:
 
 # --------------------------------------------------------------------------- Sun80
 
-# The readers of TTSR, C2-Matching and MASA-SR glob Sun_Hays_SR_groundtruth/*.jpg and
-# Sun_Hays_SR_scenematches/<HR file name>/*.jpg and fix no file names beyond that (the set's own
+# RefSR test code (MASA-SR's dataloader/dataset.py) globs Sun_Hays_SR_groundtruth/*.jpg and
+# Sun_Hays_SR_scenematches/<HR file name>/*.jpg and fixes no file names beyond that (the set's own
 # names could not be checked: its project page is gone), so these names are placeholders.
 SUN_IMAGES = ("scene_001.jpg", "scene_002.jpg", "scene_003.jpg")
 
@@ -231,6 +231,22 @@ def test_hr_only_sets_have_no_references_and_degrade(tmp_path: Path, kind: str):
         assert read_image(lr_path(out / "lr", "test", g.name)).shape == (h // 4, w // 4, 3)
     first = build(kind, {"kind": kind, "test_dir": str(src), "images": 3, "groups": 1}, tmp_path / "one")
     assert [g.name for g in first.groups] == [Path(HR_ONLY[kind][0]).stem]
+
+
+def test_tiers_stage_on_a_set_without_references(tmp_path: Path, vgg_weights):
+    from refsr.core.config import defaults
+    from refsr.inference.levels import level_references, read_tiers
+    from refsr.stages.tiers import run_tiers
+
+    src = make_hr_only(tmp_path / "urban", "urban100")
+    ds = build_to("u", {"kind": "urban100", "test_dir": str(src), "images": 3}, tmp_path / "out")
+    write_lr(ds, tmp_path / "out" / "lr", 4)
+    outs = {"csv": tmp_path / "t.csv", "agreement_csv": tmp_path / "a.csv",
+            "agreement_md": tmp_path / "a.md", "png": tmp_path / "t.png"}
+    df = run_tiers(ds, tmp_path / "out" / "lr", outs, defaults("tiers"), 4, "matlab", None)
+    assert len(df) == 0
+    tiers = read_tiers(outs["csv"])
+    assert len(tiers) == 0 and level_references(ds, tiers) == {g.name: {} for g in ds.groups}
 
 
 @pytest.mark.parametrize("kind, published", [("urban100", 100), ("manga109", 109)])

@@ -131,7 +131,7 @@ def check_folder(name: str, cfg: Mapping[str, Any]) -> tuple[Path, Path | None, 
 
 # --------------------------------------------------------------------------- the standard test sets
 
-#: Sun80's published layout (as TTSR, C2-Matching and MASA-SR read it): the HR images, and one
+#: Sun80's layout as RefSR test code reads it (MASA-SR's dataloader/dataset.py): the HR images, and one
 #: folder of scene matches per HR image named by the HR image's file name (``x.jpg/``).
 SUN80_HR = "Sun_Hays_SR_groundtruth"
 SUN80_MATCHES = "Sun_Hays_SR_scenematches"

@@ -1,7 +1,7 @@
 """Urban100 and Manga109: test sets of HR images only, with no reference.
 
-RefSR papers (TTSR, C2-Matching, MASA-SR) report them with the LR input as its own reference
-(TTSR issue #18: "ref is just the lr itself"): that is the evaluation level ``LR``. The level
+RefSR papers report them with the LR input as its own reference (TTSR issue #18: "ref is
+just the lr itself"; MASA-SR's test code does the same): that is the evaluation level ``LR``. The level
 ``HR`` (the ground truth as its reference) is the self-HR oracle, an upper bound. Levels
 ``L1``..``L5`` have no reference on these sets.
 

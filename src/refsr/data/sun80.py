@@ -1,6 +1,6 @@
 """Sun80 (Sun & Hays, ICCP 2012), the RefSR test set of 80 photos with web scene matches.
 
-The published layout, as TTSR, C2-Matching and MASA-SR read it (``test_dir`` holds both)::
+The layout RefSR test code reads (MASA-SR's ``dataloader/dataset.py``; ``test_dir`` holds both)::
 
     Sun_Hays_SR_groundtruth/<name>.jpg           the 80 HR images
     Sun_Hays_SR_scenematches/<name>.jpg/*.jpg    each one's 20 scene matches (a folder named
