@@ -50,7 +50,8 @@ def job_message(tmp_path: Path, config: dict) -> str:
 
 def test_case9_dataset_without_kind_names_kind():
     msg = problem(config_with("mine", {"hr_dir": "x", "refs_dir": "y"}))
-    assert msg == "config key datasets.mine.kind: required: one of embedded, cufed5, folder"
+    assert msg == ("config key datasets.mine.kind: required: one of embedded, cufed5, folder, sun80, "
+                   "urban100, manga109, wrsr")
 
 
 @pytest.mark.parametrize("extra, state", [({}, "neither is set"),
@@ -89,8 +90,16 @@ def test_case9_missing_required_key_names_it_and_what_it_takes():
     ({"kind": "embedded", "train_photos": ["download_all"]},
      "datasets.mine.train_photos: unknown photo(s) ['download_all']; scikit-image ships "
      + ", ".join(EMBEDDED_PHOTOS)),
+    ({"kind": "sun80", "test_dir": "{tmp}"},
+     "{tmp}/Sun_Hays_SR_groundtruth: folder not found: a Sun80 folder holds Sun_Hays_SR_groundtruth/ "
+     "(the HR images) and Sun_Hays_SR_scenematches/ (their scene matches)"),
+    ({"kind": "urban100", "test_dir": "{tmp}/Urban100"}, "{tmp}/Urban100: folder not found (from datasets.mine.test_dir)"),
+    ({"kind": "manga109", "test_dir": "{tmp}", "groups": 110},
+     "datasets.mine.groups: 110 is more than the 109 images of the set"),
+    ({"kind": "wrsr", "test_dir": "{tmp}"},
+     "{tmp}/input: folder not found: a WR-SR folder holds input/ (001.png ..) and ref/ (001_ref.png ..)"),
 ], ids=["hr_dir", "refs_dir", "pairs_csv", "train_dir", "cufed5", "overlap", "alias", "twice", "unknown",
-        "not-a-photo"])
+        "not-a-photo", "sun80", "urban100", "manga109", "wrsr"])
 def test_case9_dry_run_fails_with_the_jobs_message(dataset, message, tmp_path):
     tmp = tmp_path.resolve()
     dataset = {k: v.format(tmp=tmp) if isinstance(v, str) else v for k, v in dataset.items()}
@@ -98,7 +107,8 @@ def test_case9_dry_run_fails_with_the_jobs_message(dataset, message, tmp_path):
     cfg = config_with("mine", dataset)
     assert problem(cfg) == message
     assert job_message(tmp_path, cfg) == message
-    if dataset.get("kind") == "folder" and "nope" in dataset.get("hr_dir", ""):  # one real dry run
+    if (dataset.get("kind") == "folder" and "nope" in dataset.get("hr_dir", "")
+            or dataset.get("kind") == "sun80"):  # real dry runs
         proc = dry_run(tmp_path, cfg)
         assert proc.returncode != 0
         assert f"refsr: invalid configuration: {message}" in proc.stderr + proc.stdout

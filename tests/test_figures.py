@@ -11,6 +11,7 @@ import skimage.data
 from PIL import Image
 
 from refsr.core.config import validate
+from refsr.core.errors import RefsrError
 from refsr.data.layout import EVAL_LEVELS, LEVELS, Dataset, write_manifest
 from refsr.data.resize import degrade
 from refsr.report.figures import (
@@ -135,3 +136,24 @@ def test_run_figures_with_correspondence(tiny, vgg_weights):
         assert _nonempty(tiny["tmp"] / "figs" / path.rsplit("/", 1)[1]), key
     meta = json.loads(tiny["csvs"][0].with_suffix(".json").read_text())
     assert meta["missing"]["count"] == 0
+
+
+def test_run_figures_on_a_set_without_references(tiny, vgg_weights):
+    """Urban100 / Manga109: no group has a reference, so the correspondence figure shows the
+    matching with the LR as its own reference (level LR), as those sets are evaluated."""
+    from refsr.data.layout import TestGroup
+
+    ds = Dataset("bare", tiny["ds"].root, groups=[TestGroup(g.name, hr=g.hr) for g in tiny["ds"].groups])
+    tiers = tiny["tmp"] / "tiers_bare.csv"
+    tiers.write_text("group,ref,level,local_inliers,vgg_cosine,tier\n")
+    for level in LEVELS:  # what inference leaves for a reference-based model there
+        for g in ds.groups:
+            (tiny["sr_root"] / "srntt" / g.name / f"{level}.png").unlink(missing_ok=True)
+    outs = {f"{k}_{e}": str(tiny["tmp"] / "bare" / f"{k}.{e}")
+            for k in ("levels", "grid", "corr") for e in ("png", "pdf")}
+    run_figures(ds, tiny["csvs"], tiny["sr_root"], tiny["lr"], tiers, MODELS, CONFIG, outs)
+    assert _nonempty(tiny["tmp"] / "bare" / "corr.png") and _nonempty(tiny["tmp"] / "bare" / "corr.pdf")
+    # a dataset that has references but none at L1 for the requested image still refuses
+    cfg = validate({**CONFIG, "evaluation": {**CONFIG["evaluation"], "correspondence_image": "g0"}})
+    with pytest.raises(RefsrError, match="^image g0: has no reference at level L1 in the tiers table"):
+        run_figures(tiny["ds"], tiny["csvs"], tiny["sr_root"], tiny["lr"], tiers, MODELS, cfg, outs)

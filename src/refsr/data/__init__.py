@@ -33,6 +33,12 @@ def build(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
         from refsr.data.cufed5 import build_cufed5 as builder
     elif kind == "folder":
         from refsr.data.folder import build_folder as builder
+    elif kind == "sun80":
+        from refsr.data.sun80 import build_sun80 as builder
+    elif kind in ("urban100", "manga109"):
+        from refsr.data.hr_only import build_hr_only as builder
+    elif kind == "wrsr":
+        from refsr.data.wrsr import build_wrsr as builder
     else:  # pragma: no cover - check_dataset refused it
         raise RefsrError(f"datasets.{name}.kind", f"unknown dataset kind {kind!r}")
     return builder(name, cfg, Path(out_dir), scale)

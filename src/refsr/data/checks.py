@@ -3,7 +3,8 @@
 The dataset builders start with them, and the workflow runs them when it builds the DAG
 (:func:`check_datasets`, from ``workflow/rules/common.smk``), so ``snakemake -n`` fails
 with the one line the ``build_dataset`` job would give: a folder that does not exist, a
-file that is a folder, overlapping or unknown embedded photos. This module imports no
+file that is a folder, overlapping or unknown embedded photos, a standard test set without
+the sub-folders of its published layout. This module imports no
 image library, so the check adds nothing measurable to the DAG build.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from refsr.core.config import exactly_one_of
+from refsr.core.config import exactly_one_of, validate
 from refsr.core.errors import RefsrError
 
 #: Photos shipped inside scikit-image (no download) that load as 8-bit gray, RGB or RGBA
@@ -128,7 +129,71 @@ def check_folder(name: str, cfg: Mapping[str, Any]) -> tuple[Path, Path | None, 
     return hr_dir, refs_dir, pairs_csv, train_dir
 
 
-CHECKS = {"embedded": check_embedded, "cufed5": check_cufed5, "folder": check_folder}
+# --------------------------------------------------------------------------- the standard test sets
+
+#: Sun80's layout as RefSR test code reads it (MASA-SR's dataloader/dataset.py): the HR images, and one
+#: folder of scene matches per HR image named by the HR image's file name (``x.jpg/``).
+SUN80_HR = "Sun_Hays_SR_groundtruth"
+SUN80_MATCHES = "Sun_Hays_SR_scenematches"
+#: WR-SR's published layout (C2-Matching, datasets/DATASETS.md): ``input/001.png`` and ``ref/001_ref.png``.
+WRSR_INPUT = "input"
+WRSR_REF = "ref"
+
+
+def dataset_config(name: str, cfg: Mapping[str, Any]) -> dict:
+    """Dataset ``name``'s section ``cfg`` checked against the schema, its defaults filled in.
+
+    The pipeline hands the builders validated sections already; a library caller's (paths may
+    be ``os.PathLike``) gets the same defaults and the same one-line errors from the schema.
+    """
+    section = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in cfg.items()}
+    config = validate({"datasets": {name: section}, "train_dataset": name, "eval_datasets": [name]})
+    return config["datasets"][name]
+
+
+def _sub_dir(parent: Path, sub: str, what: str) -> Path:
+    path = parent / sub
+    if not path.is_dir():
+        state = "not a folder" if path.exists() else "folder not found"
+        raise RefsrError(path, f"{state}: {what}")
+    return path
+
+
+def _check_groups(cfg: Mapping[str, Any], name: str) -> None:
+    if cfg["groups"] is not None and cfg["groups"] > cfg["images"]:
+        raise RefsrError(cfg_key(name, "groups"),
+                         f"{cfg['groups']} is more than the {cfg['images']} images of the set")
+
+
+def check_sun80(name: str, cfg: Mapping[str, Any]) -> tuple[dict, Path, Path]:
+    """``(cfg, hr_dir, matches_dir)``: the validated section and the two folders of a Sun80 copy."""
+    cfg = dataset_config(name, cfg)
+    _check_groups(cfg, name)
+    test_dir = cfg_dir(cfg, name, "test_dir")
+    layout = f"a Sun80 folder holds {SUN80_HR}/ (the HR images) and {SUN80_MATCHES}/ (their scene matches)"
+    hr_dir = _sub_dir(test_dir, SUN80_HR, layout)
+    matches_dir = _sub_dir(test_dir, SUN80_MATCHES, layout)
+    return cfg, hr_dir, matches_dir
+
+
+def check_hr_only(name: str, cfg: Mapping[str, Any]) -> tuple[dict, Path]:
+    """``(cfg, test_dir)`` of an HR-only set (``urban100``, ``manga109``)."""
+    cfg = dataset_config(name, cfg)
+    _check_groups(cfg, name)
+    return cfg, cfg_dir(cfg, name, "test_dir")
+
+
+def check_wrsr(name: str, cfg: Mapping[str, Any]) -> tuple[dict, Path, Path]:
+    """``(cfg, input_dir, ref_dir)`` of a WR-SR copy."""
+    cfg = dataset_config(name, cfg)
+    test_dir = cfg_dir(cfg, name, "test_dir")
+    layout = f"a WR-SR folder holds {WRSR_INPUT}/ (001.png ..) and {WRSR_REF}/ (001_ref.png ..)"
+    return cfg, _sub_dir(test_dir, WRSR_INPUT, layout), _sub_dir(test_dir, WRSR_REF, layout)
+
+
+CHECKS = {"embedded": check_embedded, "cufed5": check_cufed5, "folder": check_folder,
+          "sun80": check_sun80, "urban100": check_hr_only, "manga109": check_hr_only,
+          "wrsr": check_wrsr}
 
 
 def check_dataset(name: str, cfg: Mapping[str, Any]) -> None:

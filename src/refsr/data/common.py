@@ -1,4 +1,5 @@
-"""Helpers shared by the dataset builders that read a user's folders (``cufed5``, ``folder``).
+"""Helpers shared by the dataset builders that read a user's folders (``cufed5``, ``folder`` and
+the standard test sets ``sun80``, ``urban100``, ``manga109``, ``wrsr``).
 
 A builder works in two phases so that bad input never leaves a partial dataset:
 
@@ -23,7 +24,7 @@ from PIL import Image
 from refsr.core.atomic import atomic_path
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import IMAGE_EXTENSIONS, MIN_SIDE, check_min_size, read_image, write_image
-from refsr.data.layout import TrainPair
+from refsr.data.layout import TestGroup, TrainPair
 from refsr.data.resize import modcrop
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,36 @@ def normalise_image(src: Path, dst: Path, crop_to: int | None = None,
         arr = modcrop(arr, crop_to)
     write_image(dst, arr)
     return arr.shape[0], arr.shape[1]
+
+
+def unique_stems(paths: Iterable[Path], problems: Problems, what: str) -> dict[str, Path]:
+    """Stem -> path of ``paths``; a second file with a stem already taken is a problem
+    (``what`` names the role the stem plays, e.g. "test groups")."""
+    out: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in out:
+            problems.other(p, f"same name as {out[p.stem].name}; {what} are named by the file "
+                              "stem, which must be unique")
+        else:
+            out[p.stem] = p
+    return out
+
+
+def write_test_group(out_dir: Path, name: str, hr_src: Path, refs: dict[str, tuple[Path, str]],
+                     infos: dict[Path, ImageInfo], scale: int) -> tuple[TestGroup, bool]:
+    """Write test group ``name`` under ``out_dir/images/test/{name}/``: ``HR.png`` mod-cropped to
+    ``scale`` and every reference (``ref_id -> (source, level)``, level "" if none) as
+    ``refs/{ref_id}.png``, size unchanged. Returns the group and whether the HR was cropped."""
+    gdir = Path(out_dir) / "images" / "test" / name
+    info = infos[hr_src]
+    shape = normalise_image(hr_src, gdir / "HR.png", crop_to=scale, info=info)
+    group = TestGroup(name, hr=gdir / "HR.png")
+    for ref_id, (src, level) in refs.items():
+        dst = gdir / "refs" / f"{ref_id}.png"
+        normalise_image(src, dst, info=infos[src])
+        group.refs[ref_id] = dst
+        group.levels[ref_id] = level
+    return group, shape != (info.height, info.width)
 
 
 # --------------------------------------------------------------------------- training pairs

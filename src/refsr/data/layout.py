@@ -7,8 +7,10 @@ A built dataset lives in ``results/data/{name}/``::
 
 ``split`` is ``test`` or ``train``. Test rows have role ``hr`` (level empty) or
 ``ref`` (level ``L1``..``L5`` when the dataset defines levels, empty for a
-``folder`` dataset whose candidates are tiered later from similarity scores;
-``ref_id`` names the reference). Train rows have role ``input`` or ``ref``.
+``folder`` dataset, or ``sun80`` with every scene match, whose candidates are tiered
+later from similarity scores; ``ref_id`` names the reference). A group may have no
+``ref`` row at all (``urban100``, ``manga109``: the LR is its own reference). Train rows
+have role ``input`` or ``ref``.
 Paths are relative to the manifest's folder unless absolute (large user
 training sets are read in place rather than copied).
 """

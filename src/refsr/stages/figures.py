@@ -62,13 +62,21 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: st
     _, refsr = showcase(models)
     level = "L1"
     image = ev["correspondence_image"] or next(
-        (g.name for g in ds.groups if references_at(tiers, ds, g.name, level)), ds.groups[0].name)
-    refs = references_at(tiers, ds, image, level)
-    if not refs:
-        raise RefsrError(f"image {image}", f"has no reference at level {level} in the tiers table")
+        (g.name for g in ds.groups if references_at(tiers, ds, g.name, level)), None)
     scale, resize = int(config["scale"]), str(config["resize"])
-    lr_up = upscale(read_image(lr_path(lr_dir, "test", image)), scale, resize)
-    ref = read_image(refs[0])
+    if image is None and not any(g.refs for g in ds.groups):
+        # a set without references (urban100, manga109) is evaluated with the LR as its own
+        # reference (level LR): the figure shows that matching, on the first image
+        image, level = ds.groups[0].name, "LR"
+        lr_up = upscale(read_image(lr_path(lr_dir, "test", image)), scale, resize)
+        ref = lr_up
+    else:
+        image = image or ds.groups[0].name
+        refs = references_at(tiers, ds, image, level)
+        if not refs:
+            raise RefsrError(f"image {image}", f"has no reference at level {level} in the tiers table")
+        lr_up = upscale(read_image(lr_path(lr_dir, "test", image)), scale, resize)
+        ref = read_image(refs[0])
     vgg = load_vgg19((MATCH_LAYER,), weights=config["vgg19_weights"])
     view = match_view(lr_up, ref, vgg, float(config["matching"]["max_mb"]), scale, resize)
     shown, shown_label = lr_up, f"LR \u00d7{scale} bicubic (input)"
