@@ -260,3 +260,17 @@ def test_all_levels_use_every_reference(tmp_path):
     assert stitched.shape == (1500, 500, 3) and np.array_equal(stitched[500:564, :80], every[1])
     assert "ALL" in EVAL_LEVELS and "ALL_STITCHED" in EVAL_LEVELS
     assert level_images(Group("h", hr=g.hr), "ALL_STITCHED", lr, {}, 4, "matlab") == []
+
+
+def test_sr_stitch_refuses_a_reference_over_500px_in_one_line(tmp_path, capsys):
+    import skimage.data
+
+    Image.fromarray(skimage.data.astronaut()[:16, :16]).save(tmp_path / "lr.png")
+    Image.fromarray(np.zeros((40, 501, 3), np.uint8)).save(tmp_path / "wide.png")
+    out = tmp_path / "sr.png"
+    argv = ["sr", "--lr", str(tmp_path / "lr.png"), "--checkpoint", "bicubic", "--out", str(out),
+            "--ref", str(tmp_path / "wide.png"), "--stitch"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"refsr: error: {tmp_path / 'wide.png'}: reference is 501x40")
+    assert not out.exists()

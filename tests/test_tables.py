@@ -149,28 +149,42 @@ def test_unavailable_lpips_is_na_with_reason(tmp_path):
     assert "21.00 / 0.210 / n/a" in out["per_level_md"].read_text()
 
 
-def test_paper_table_only_on_request_with_published_values(tmp_path):
+def test_paper_table_only_on_request_with_published_values(tmp_path, monkeypatch):
+    same = paper.Published("X-net", "srntt", 25.0, 0.25, "L1", "refsr", "paper", "made up", "https://x")
+    other = paper.Published("Y-net", "srntt", 25.0, 0.25, "L1", "ttsr", "paper", "made up", "https://y")
+    unstated = paper.Published("Z-net", "srntt", 25.0, math.nan, "ALL_STITCHED", None, "paper", "z", "https://z")
+    monkeypatch.setattr(paper, "PUBLISHED", (same, other, unstated, *paper.PUBLISHED))
     csvs = write_evals(tmp_path, dataset="cufed")
     out = outputs(tmp_path, paper_table=True)
     run_tables(csvs, CONFIG, MODELS, ["cufed"], out, repo_dir=tmp_path, paper_dataset="cufed")
-    df = pd.read_csv(out["paper_csv"]).set_index("model")
-    pub = paper.published("srntt")
-    assert df.loc["srntt", "paper_psnr"] == pytest.approx(pub.psnr)
-    assert df.loc["srntt", "delta_psnr"] == pytest.approx(26.0 - pub.psnr)
-    assert df.loc["srntt", "delta_ssim"] == pytest.approx(0.26 - pub.ssim)
+    df = pd.read_csv(out["paper_csv"], keep_default_na=False).set_index("method")
+    assert bool(df.loc["X-net", "comparable"]) is True
+    assert float(df.loc["X-net", "delta_psnr"]) == pytest.approx(26.0 - 25.0)  # ours at L1 = 26
+    assert float(df.loc["X-net", "delta_ssim"]) == pytest.approx(0.26 - 0.25)
+    assert df.loc["Y-net", "why_not"] == "protocol differs (published: ttsr; this run: refsr)"
+    assert str(df.loc["Y-net", "delta_psnr"]) == "nan"
+    assert df.loc["Z-net", "why_not"] == "the source does not state its evaluation protocol"
+    assert df.loc["TTSR (TTSR.pt)", "why_not"] == "not run here (ttsr not in this run's models)"
     md = out["paper_md"].read_text()
-    assert "UNVERIFIED" in md and "SRNTT CVPR 2019, Table 1" in md
+    assert "https://github.com/researchmm/TTSR/issues/3" in md
     assert "only 3 of the 126 CUFED5 test groups" in md
     assert protocol_from_config(CONFIG).describe() in md
     assert r"\toprule" in out["paper_tex"].read_text()
     assert not any(p.name.startswith("paper") for p in outputs(tmp_path).values())
 
 
-def test_published_numbers_are_the_papers():
-    assert (paper.published("srntt").psnr, paper.published("srntt").ssim) == (25.61, 0.764)
-    assert (paper.published("srntt_l2").psnr, paper.published("srntt_l2").ssim) == (26.24, 0.784)
-    assert paper.published("srresnet") is None
-    assert all(v.source.startswith("SRNTT CVPR 2019, Table") for v in paper.CUFED5_MAIN.values())
+def test_published_numbers_carry_source_protocol_and_level():
+    from refsr.data.layout import EVAL_LEVELS
+    from refsr.evaluation.protocol import PRESETS
+
+    by = {p.method: p for p in paper.PUBLISHED}
+    rec, full = by["TTSR-rec (TTSR-rec.pt)"], by["TTSR (TTSR.pt)"]
+    assert (rec.psnr, rec.ssim, rec.level, rec.protocol) == (26.991, 0.8003, "L1", "ttsr")
+    assert (full.psnr, full.ssim, full.level, full.protocol) == (25.402, 0.7600, "L1", "ttsr")
+    for p in paper.PUBLISHED:
+        assert p.url.startswith("https://github.com/") and p.source
+        assert p.protocol is None or p.protocol in PRESETS
+        assert p.level is None or p.level in EVAL_LEVELS
 
 
 def test_provenance_helpers(tmp_path):

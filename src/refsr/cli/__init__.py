@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 from refsr.cli.args import (
     Parser,
@@ -48,6 +49,10 @@ def _cmd_sr(args) -> None:
         check_min_size(ref, path, "reference")
     resolver = SuperResolver(args.checkpoint, model=args.model, device=args.device, max_mb=args.max_mb,
                              tile=args.tile, pad=args.pad, resize=args.resize, match_mode=args.match_mode)
+    if args.stitch and refs:
+        from refsr.inference.levels import stitch_references
+
+        refs = [stitch_references(refs, [Path(r) for r in args.ref])]
     if refs and not resolver.uses_reference:
         print(f"refsr: note: {resolver.name} is a single-image model; --ref ignored", file=sys.stderr)
     write_image(args.out, resolver(lr, refs))
@@ -143,7 +148,11 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("sr", help="super-resolve an LR image x4, borrowing texture from references")
     s.add_argument("--lr", required=True, help="LR input image")
-    s.add_argument("--ref", action="append", help="reference image (repeat for several)")
+    s.add_argument("--ref", action="append", help="reference image (repeat for several: one search "
+                                                  "over all of them, the ALL level)")
+    s.add_argument("--stitch", action="store_true",
+                   help="paste the references into one image as TTSR/SRNTT's CUFED5 test input does "
+                        "(each top-left in a black 500x500 canvas, stacked; the ALL_STITCHED level)")
     s.add_argument("--checkpoint", required=True,
                    help="a trained refsr checkpoint, or 'bicubic' for bicubic upsampling")
     s.add_argument("--model", help="expected model name (the checkpoint must be of this model)")

@@ -1,89 +1,89 @@
-"""Published CUFED5 numbers of SRNTT (Zhang, Wang, Lin, Qi, CVPR 2019) for "paper vs reproduced".
+"""Published CUFED5 numbers, each with its source, protocol and reference level.
 
-Provenance, stated honestly: the values below were transcribed from memory of the
-SRNTT paper's Table 1 (PSNR / SSIM on CUFED5, x4). They agree with the numbers
-that later RefSR papers quote for SRNTT (e.g. TTSR, CVPR 2020, Table 1:
-SRNTT-rec 26.24 / .784, SRNTT 25.61 / .764, SRGAN 24.40 / .702), but they could
-not be checked against the paper's PDF where this module was written (no network).
-Every entry therefore carries ``verified=False`` and the table caption says so; set
-``verified=True`` only after checking a value against the paper itself.
+Only numbers that can be cited are here: a paper table *as quoted in a public thread we can
+link*, or an author's own statement in an issue thread. Each entry says
 
-``confidence`` separates values we are fairly sure of ("quoted") — repeated
-verbatim by later papers — from ones recalled without such support ("recalled").
+* ``source`` and ``url``: where the number is written down;
+* ``protocol``: the refsr preset that reproduces the evaluation code that produced it
+  (:data:`refsr.evaluation.protocol.PRESETS`), or ``None`` when the source does not state it;
+* ``level``: the refsr evaluation level it corresponds to (``L1``: only the most similar
+  reference; ``ALL_STITCHED``: the five references stitched into one, as TTSR's authors say
+  both SRNTT and TTSR did for their main tables), or ``None`` when not stated;
+* ``model``: the refsr model of the same method (``None``: not implemented here yet).
 
-Not included:
-
-* SRResNet: SRNTT's Table 1 has no SRResNet row that we could vouch for.
-* The paper's per-reference-level study (CUFED5 at L1..L5 / LR / HR): its numbers
-  could not be recalled reliably, so none are given rather than wrong ones. Add them
-  to :data:`CUFED5_PER_LEVEL` (same record type, with ``level``) once checked.
-
-The paper does not state every detail of its evaluation protocol (Y vs RGB, border
-crop, bicubic implementation); differences of a few tenths of a dB can come from the
-protocol alone.
+"ours - published" is computed only where the protocol and the level are the same as ours;
+every other row says why not (:func:`comparable`). Numbers we could not cite were removed
+(earlier versions carried SRNTT Table 1 values transcribed from memory; they are gone).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Test groups of CUFED5 (each: one HR image and references at five similarity levels).
 CUFED5_GROUPS = 126
 
-SRNTT_PAPER = "Zhang, Wang, Lin, Qi: Image Super-Resolution by Neural Texture Transfer, CVPR 2019"
+TTSR_ISSUE_3 = "https://github.com/researchmm/TTSR/issues/3"
+TTSR_ISSUE_43 = "https://github.com/researchmm/TTSR/issues/43"
+SRNTT_ISSUE_26 = "https://github.com/ZZUTK/SRNTT/issues/26"
+MMAGIC_PR_327 = "https://github.com/open-mmlab/mmagic/pull/327"
 
 
 @dataclass(frozen=True)
-class PaperValue:
-    """One published (PSNR, SSIM) pair."""
+class Published:
+    """One published CUFED5 (x4) result."""
 
-    model: str  # this pipeline's model name
-    paper_name: str  # the row name in the paper
+    method: str  # the name its source gives it
+    model: str | None  # the refsr model of that method, None when not implemented here
     psnr: float
-    ssim: float
-    source: str  # "SRNTT CVPR 2019, Table N"
-    verified: bool  # checked against the paper's PDF
-    confidence: str  # "quoted" (repeated by later papers) | "recalled"
-    level: str = "L1"  # reference level the value belongs to (Table 1: see CUFED5_MAIN_LEVEL)
+    ssim: float  # NaN when the source gives none
+    level: str | None  # refsr evaluation level, None = not stated
+    protocol: str | None  # refsr protocol preset, None = not stated
+    weights: str  # "released" (the authors' released checkpoint) | "paper" (the paper's table)
+    source: str
+    url: str
 
 
-#: The reference level of the paper's main CUFED5 comparison, as we read it: the most
-#: similar reference (L1), as in the CUFED5 evaluation code of TTSR and C2-Matching,
-#: whose tables repeat SRNTT's numbers. Not verified against the paper's text.
-CUFED5_MAIN_LEVEL = "L1"
-
-#: SRNTT paper Table 1, CUFED5 column (x4), PSNR (dB) / SSIM.
-CUFED5_MAIN: dict[str, PaperValue] = {
-    "bicubic": PaperValue("bicubic", "Bicubic", 24.18, 0.684, "SRNTT CVPR 2019, Table 1",
-                          verified=False, confidence="recalled"),
-    "srgan": PaperValue("srgan", "SRGAN", 24.40, 0.702, "SRNTT CVPR 2019, Table 1",
-                        verified=False, confidence="quoted"),
-    "srntt_l2": PaperValue("srntt_l2", "SRNTT-\u21132", 26.24, 0.784, "SRNTT CVPR 2019, Table 1",
-                           verified=False, confidence="quoted"),
-    "srntt": PaperValue("srntt", "SRNTT", 25.61, 0.764, "SRNTT CVPR 2019, Table 1",
-                        verified=False, confidence="quoted"),
-}
-
-#: The paper's per-level study on CUFED5: deliberately empty (see the module docstring).
-CUFED5_PER_LEVEL: dict[tuple[str, str], PaperValue] = {}
+PUBLISHED: tuple[Published, ...] = (
+    Published("TTSR-rec (TTSR-rec.pt)", "ttsr_rec", 26.991, 0.8003, "L1", "ttsr", "released",
+              "TTSR authors, issue #3: eval.sh of the released model, L1 reference only", TTSR_ISSUE_3),
+    Published("TTSR (TTSR.pt)", "ttsr", 25.402, 0.7600, "L1", "ttsr", "released",
+              "TTSR authors, issue #3: eval.sh of the released model, L1 reference only", TTSR_ISSUE_3),
+    Published("TTSR-rec, TTSR CVPR 2020 Table 1", "ttsr_rec", 27.09, math.nan, "ALL_STITCHED", "ttsr",
+              "paper", "TTSR Table 1 as quoted in issue #43; all five references stitched "
+              "(authors, issue #3: 'the same setup as SRNTT'); SSIM not quoted", TTSR_ISSUE_43),
+    Published("SRNTT-\u21132, SRNTT CVPR 2019 Table 1", "srntt_l2", 26.24, math.nan, "ALL_STITCHED", None,
+              "paper", "SRNTT Table 1 as quoted in SRNTT issue #26 (SSIM not quoted); all references "
+              "per TTSR's authors (TTSR issue #3); the evaluation code (channel, crop) is not public",
+              SRNTT_ISSUE_26),
+    Published("TTSR-rec, mmagic ttsr-rec_x4_c64b16_g1_200k_CUFED", "ttsr_rec", 25.2433, 0.7491, None,
+              "mmagic", "released", "mmagic's own model, PR #327 README: RGB, scale pixels cropped; "
+              "reference set not stated", MMAGIC_PR_327),
+)
 
 
-def published(model: str) -> PaperValue | None:
-    """The published CUFED5 main-table value of ``model`` (None when the paper has none)."""
-    return CUFED5_MAIN.get(model)
+def comparable(entry: Published, protocol: str, levels: Sequence[str],
+               models: Sequence[str]) -> str | None:
+    """None when ``entry`` can be compared with our run (same protocol preset, its level
+    evaluated, its model run), else the reason it cannot, for the table."""
+    if entry.model is None or entry.model not in models:
+        return f"not run here ({entry.model or 'method'} not in this run's models)"
+    if entry.protocol is None:
+        return "the source does not state its evaluation protocol"
+    if entry.protocol != protocol:
+        return f"protocol differs (published: {entry.protocol}; this run: {protocol})"
+    if entry.level is None:
+        return "the source does not state its reference set"
+    if entry.level not in levels:
+        return f"level {entry.level} not evaluated in this run"
+    return None
 
 
 def provenance_note() -> str:
-    """One sentence for the paper-vs-reproduced caption."""
-    unverified = [v.paper_name for v in CUFED5_MAIN.values() if not v.verified]
-    recalled = [v.paper_name for v in CUFED5_MAIN.values() if v.confidence == "recalled"]
-    parts = [f"Published values: {SRNTT_PAPER}, Table 1 (CUFED5, x4, reference level "
-             f"{CUFED5_MAIN_LEVEL} as we read it)."]
-    if unverified:
-        parts.append("UNVERIFIED: " + ", ".join(unverified) + " were transcribed without access "
-                     "to the paper and not checked against it; check before citing.")
-    if recalled:
-        parts.append("Low confidence (not repeated by later papers): " + ", ".join(recalled) + ".")
-    parts.append("The paper's exact protocol (Y/RGB, border crop, bicubic) is not fully stated; "
-                 "a few tenths of a dB can come from the protocol alone.")
-    return " ".join(parts)
+    """One sentence for the published-vs-ours caption."""
+    return ("Published values carry their source (paper tables as quoted in public threads, or "
+            "authors' statements in issue threads, with the URL), the refsr protocol preset that "
+            "matches the code that produced them and the reference level; \u0394 = ours - published "
+            "is shown only where protocol and level match, otherwise the row says why not.")

@@ -28,7 +28,6 @@ COMPACT_DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3, "stlpips": 3}  # per-level c
 
 MISSING_MD = "\u2014\u2020"  # em dash + dagger
 MISSING_TEX = r"---$^\dagger$"
-UNVERIFIED = "\u2021"  # double dagger: a published value not checked against the paper
 NA = "n/a"
 SUMMARY_COLUMNS = ("dataset", "model", "level", "n_images", "n_missing", *METRICS)
 

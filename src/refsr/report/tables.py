@@ -5,8 +5,9 @@
   bicubic ignore the reference, so their value is the same at every level).
 * **per_level** — models x levels (L1..L5, LR, HR) for each dataset: the paper's
   reference-similarity study, extended with LPIPS.
-* **paper_vs_reproduced** — on a CUFED5 dataset only: the published SRNTT Table 1 values,
-  ours at the main level, and the differences (see :mod:`refsr.report.paper`).
+* **paper_vs_reproduced** — on a CUFED5 dataset only: every published number with its source,
+  protocol and level (:mod:`refsr.report.paper`), ours at that level, and ours - published
+  only where protocol and level match (otherwise the row says why not).
 
 Every caption names the protocol (:meth:`refsr.evaluation.protocol.Protocol.describe`), the dataset(s),
 the VGG19 and LPIPS weight provenance, the git commit and a config hash.
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from refsr.data.layout import EVAL_LEVELS
+from refsr.evaluation.protocol import Protocol
 from refsr.evaluation.results import METRICS
 from refsr.models import registry
 from refsr.report import paper
@@ -35,7 +37,6 @@ from refsr.report.summary import (
     MISSING_MD,
     MISSING_TEX,
     SUMMARY_COLUMNS,
-    UNVERIFIED,
     cell_status,
     fmt_cell,
     missing_notes,
@@ -150,58 +151,53 @@ def _opt_num(v: float, digits: int, signed: bool = False) -> str | None:
 
 
 def paper_table(summary: pd.DataFrame, models: Sequence[str], dataset: str, prov: Provenance,
-                level: str) -> Table:
-    """Published SRNTT Table 1 (CUFED5) values vs ours at ``level``, with differences."""
-    sel = summary[(summary["dataset"] == dataset) & (summary["level"] == level)]
-    by = {r["model"]: r for r in sel.to_dict("records")}
+                levels: Sequence[str], protocol: Protocol) -> Table:
+    """Every published CUFED5 number (:data:`refsr.report.paper.PUBLISHED`) beside ours at the
+    same level under this run's protocol; the difference only where protocol and level match."""
+    sel = summary[summary["dataset"] == dataset]
+    by = {(r["model"], r["level"]): r for r in sel.to_dict("records")}
+    run_protocol = protocol.preset if not protocol.overrides else (
+        f"{protocol.preset} with {', '.join(protocol.overrides)} overridden")
     rows, md_rows, tex_rows = [], [], []
-    for model in models:
-        pub = paper.published(model)
-        row = by.get(model)
+    for pub in paper.PUBLISHED:
+        why = paper.comparable(pub, run_protocol, levels, models)
+        row = by.get((pub.model, pub.level)) if why is None else None
+        if why is None and (row is None or row["n_missing"] > 0):
+            why = f"our {pub.model} at {pub.level} is incomplete (see the per-level table)"
+            row = None
         ours = {m: (row[m] if row is not None and cell_status(row, m, True) == "ok" else math.nan)
                 for m in ("psnr", "ssim")}
-        rec = {"model": model, "paper_model": pub.paper_name if pub else "",
-               "paper_psnr": pub.psnr if pub else math.nan,
-               "paper_ssim": pub.ssim if pub else math.nan,
+        rec = {"method": pub.method, "model": pub.model or "", "level": pub.level or "",
+               "protocol": pub.protocol or "", "weights": pub.weights,
+               "paper_psnr": pub.psnr, "paper_ssim": pub.ssim,
                "psnr": ours["psnr"], "ssim": ours["ssim"],
-               "delta_psnr": ours["psnr"] - pub.psnr if pub else math.nan,
-               "delta_ssim": ours["ssim"] - pub.ssim if pub else math.nan,
-               "level": level, "n_missing": row["n_missing"] if row is not None else math.nan,
-               "source": pub.source if pub else "not reported in the paper",
-               "verified": bool(pub.verified) if pub else False}
+               "delta_psnr": ours["psnr"] - pub.psnr, "delta_ssim": ours["ssim"] - pub.ssim,
+               "comparable": why is None, "why_not": why or "", "source": pub.source, "url": pub.url}
         rows.append(rec)
-        mark = "" if (pub is None or pub.verified) else UNVERIFIED
         f = _opt_num
-        incomplete = row is None or row["n_missing"] > 0
-        vals = [f(rec["paper_psnr"], 2), f(rec["paper_ssim"], 3), f(rec["psnr"], 2),
-                f(rec["ssim"], 4), f(rec["delta_psnr"], 2, True), f(rec["delta_ssim"], 3, True)]
-        md_cells, tex_cells = [], []
-        for i, v in enumerate(vals):
-            if v is None:
-                gap = 2 <= i and incomplete  # ours missing -> dagger; paper absent -> dash
-                md_cells.append(MISSING_MD if gap else "\u2014")
-                tex_cells.append(MISSING_TEX if gap else "---")
-            else:
-                md_cells.append(v + (mark if i < 2 else ""))
-                tex_cells.append(v + (r"$^\ddagger$" if mark and i < 2 else ""))
-        name = rec["paper_model"] or "\u2014"
-        md_rows.append([prov.row(model), name, *md_cells, rec["source"]])
-        tex_rows.append([latex_escape(prov.row(model)), latex_escape(name), *tex_cells,
-                         latex_escape(rec["source"])])
-    notes = missing_notes(sel, True, ("psnr", "ssim"))
-    if any(not r["verified"] and r["paper_model"] for r in rows):
-        notes = [f"{UNVERIFIED} unverified published value (see the caption)."] + notes
+        vals = [f(pub.psnr, 2), f(pub.ssim, 4), f(rec["psnr"], 2), f(rec["ssim"], 4),
+                f(rec["delta_psnr"], 2, True), f(rec["delta_ssim"], 4, True)]
+        cells = [v if v is not None else "\u2014" for v in vals]
+        ours_label = prov.row(pub.model) if why is None else "\u2014"
+        note = why or "same protocol and level"
+        md_rows.append([pub.method, pub.level or "not stated", pub.protocol or "not stated",
+                        *cells[:2], ours_label, *cells[2:], note, f"[{pub.source}]({pub.url})"])
+        tex_rows.append([latex_escape(x) for x in (pub.method, pub.level or "not stated",
+                                                   pub.protocol or "not stated")]
+                        + [c if c != "\u2014" else "---" for c in cells[:2]]
+                        + [latex_escape(ours_label) if ours_label != "\u2014" else "---"]
+                        + [c if c != "\u2014" else "---" for c in cells[2:]]
+                        + [latex_escape(note), latex_escape(f"{pub.source} ({pub.url})")])
     n = prov.datasets.get(dataset)
     subset = (f" NOTE: only {n} of the {paper.CUFED5_GROUPS} CUFED5 test groups were evaluated, "
-              "so the comparison is indicative only." if n != paper.CUFED5_GROUPS else "")
-    caption = (f"Published vs reproduced on {dataset} at reference level {level} (ours; "
-               f"differences = ours - published).{subset} {paper.provenance_note()} "
-               + prov.sentence([dataset]))
-    header = ["Model", "Paper row", "Paper PSNR", "Paper SSIM", "Ours PSNR", "Ours SSIM",
-              "\u0394PSNR", "\u0394SSIM", "Source"]
+              "so no difference is a reproduction claim." if n != paper.CUFED5_GROUPS else "")
+    caption = (f"Published CUFED5 (x4) numbers vs ours on {dataset} (this run's protocol: "
+               f"{run_protocol}).{subset} {paper.provenance_note()} " + prov.sentence([dataset]))
+    header = ["Published", "Level", "Protocol", "Pub. PSNR", "Pub. SSIM", "Ours", "Ours PSNR",
+              "Ours SSIM", "\u0394PSNR", "\u0394SSIM", "Comparison", "Source"]
     head = [" & ".join(latex_escape(h) for h in header) + r" \\"]
-    title = "Paper vs reproduced (SRNTT CVPR 2019, CUFED5)"
+    title = "Published vs ours (CUFED5)"
     csv = pd.DataFrame(rows).to_csv(index=False, float_format="%.6f", na_rep="nan")
-    return Table("paper_vs_reproduced", csv, md_doc(title, caption, md_table(header, md_rows), notes),
-                 tex_table(f"{title}. {caption}", "tab:paper_vs_reproduced", "llcccccc l", head,
-                           tex_rows, notes))
+    return Table("paper_vs_reproduced", csv, md_doc(title, caption, md_table(header, md_rows), []),
+                 tex_table(f"{title}. {caption}", "tab:paper_vs_reproduced", "lllcclcccc ll", head,
+                           tex_rows, []))

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from refsr.evaluation.protocol import protocol_from_config
 from refsr.report.provenance import build_provenance
 from refsr.report.render import Table
 from refsr.report.summary import load_evals, summarise
@@ -28,7 +29,8 @@ def run_tables(csv_paths: Sequence[str | os.PathLike], config: Mapping[str, Any]
     tables = {"main": main_table(summary, models, datasets, prov, level, lp_ok),
               "per_level": per_level_table(summary, models, datasets, prov, lp_ok, levels)}
     if paper_dataset is not None:
-        tables["paper"] = paper_table(summary, models, paper_dataset, prov, level)
+        tables["paper"] = paper_table(summary, models, paper_dataset, prov, levels,
+                                      protocol_from_config(config))
     for key, table in tables.items():
         table.write(outputs[f"{key}_csv"], outputs[f"{key}_md"], outputs[f"{key}_tex"])
         log.info("wrote the %s table", table.name)
