@@ -15,18 +15,19 @@ from refsr.data.layout import Dataset
 from refsr.data.lr import lr_path
 from refsr.data.resize import down_up, upscale
 from refsr.features.vgg import load_vgg19
-from refsr.inference.levels import read_tiers
 from refsr.matching import MATCH_LAYER, RELU3_STRIDE, correspond
 from refsr.report.figures import (
     MatchView,
     plot_comparison_grid,
     plot_correspondence,
+    plot_message,
     plot_metric_vs_level,
     references_at,
     showcase,
 )
 from refsr.report.provenance import lpips_provenance
 from refsr.report.summary import load_evals, summarise
+from refsr.similarity.tiers import read_tiers
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,15 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: st
     _, refsr = showcase(models)
     level = "L1"
     image = ev["correspondence_image"] or next(
-        (g.name for g in ds.groups if references_at(tiers, ds, g.name, level)), ds.groups[0].name)
+        (g.name for g in ds.groups if references_at(tiers, ds, g.name, level)), None)
+    if image is None:  # no image of the dataset has a reference (e.g. only LR and HR levels)
+        log.warning("%s: no test image has an %s reference; the correspondence figure says so",
+                    ds.name, level)
+        plot_message(f"No test image of {ds.name} has a reference at {level} (the tiers table "
+                     "is empty at that level), so there is no correspondence to show.",
+                     f"{ds.name}: SRNTT correspondence", outputs["corr_png"], outputs.get("corr_pdf"))
+        log.info("wrote the figures of %s", ds.name)
+        return
     refs = references_at(tiers, ds, image, level)
     if not refs:
         raise RefsrError(f"image {image}", f"has no reference at level {level} in the tiers table")
