@@ -235,7 +235,8 @@ def test_hr_only_sets_have_no_references_and_degrade(tmp_path: Path, kind: str):
 
 def test_tiers_stage_on_a_set_without_references(tmp_path: Path, vgg_weights):
     from refsr.core.config import defaults
-    from refsr.inference.levels import level_references, read_tiers
+    from refsr.inference.levels import level_references
+    from refsr.similarity.tiers import read_tiers
     from refsr.stages.tiers import run_tiers
 
     src = make_hr_only(tmp_path / "urban", "urban100")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import protocol
+from conftest import protocol, write_tiers_csv
 from PIL import Image
 from skimage.metrics import structural_similarity
 
@@ -67,6 +67,11 @@ def make_dataset(tmp_path, rng, names=("a", "b"), hr_shape=(50, 42), levels=EVAL
     return Dataset("tiny", root, groups=groups), sr_dir, srs
 
 
+def full_tiers(tmp_path, ds):
+    """A tiers CSV giving every group of ``ds`` a reference at each of L1..L5."""
+    return write_tiers_csv(tmp_path / "tiers.csv", {g.name: list(layout.LEVELS) for g in ds.groups})
+
+
 def test_values_match_independent_computation(tmp_path, rng):
     ds, sr_dir, srs = make_dataset(tmp_path, rng)
     df, missing = evaluate_model(ds, sr_dir, protocol())
@@ -100,7 +105,7 @@ def test_hand_computed_psnr_on_constant_images(tmp_path):
 def test_missing_level_is_a_nan_row_and_counted(tmp_path, rng):
     ds, sr_dir, _ = make_dataset(tmp_path, rng, skip={("b", "L3")})
     out_csv, out_json = tmp_path / "eval" / "m.csv", tmp_path / "eval" / "m.json"
-    df = run_evaluation(ds, sr_dir, "model", CONFIG, out_csv, out_json)
+    df = run_evaluation(ds, sr_dir, "model", CONFIG, full_tiers(tmp_path, ds), out_csv, out_json)
     back = read_eval_csv(out_csv)
     assert len(back) == len(df) == 2 * len(EVAL_LEVELS)
     row = back[(back["image"] == "b") & (back["level"] == "L3")]
@@ -134,7 +139,8 @@ def test_unavailable_lpips_gives_nan_and_reason(tmp_path, rng):
     ds, sr_dir, _ = make_dataset(tmp_path, rng, names=("a",))
     metric = LPIPSMetric(weights_path=tmp_path / "no_alexnet.pth")
     cfg = {**CONFIG, "evaluation": {**CONFIG["evaluation"], "lpips": True}}
-    df = run_evaluation(ds, sr_dir, "m", cfg, tmp_path / "m.csv", tmp_path / "m.json", metric)
+    df = run_evaluation(ds, sr_dir, "m", cfg, full_tiers(tmp_path, ds), tmp_path / "m.csv",
+                        tmp_path / "m.json", metric)
     assert df["lpips"].isna().all()
     meta = json.loads((tmp_path / "m.json").read_text())
     assert meta["lpips"]["enabled"] and not meta["lpips"]["available"]
@@ -173,7 +179,8 @@ def test_csv_roundtrip_keeps_inf_and_nan(tmp_path, rng):
     ds, sr_dir, srs = make_dataset(tmp_path, rng, names=("a",), skip={("a", "L5")})
     _, hr = srs[("a", "L1")]
     Image.fromarray(hr).save(sr_dir / "a" / "HR.png")
-    run_evaluation(ds, sr_dir, "m", CONFIG, tmp_path / "m.csv", tmp_path / "m.json")
+    run_evaluation(ds, sr_dir, "m", CONFIG, full_tiers(tmp_path, ds), tmp_path / "m.csv",
+                   tmp_path / "m.json")
     back = read_eval_csv(tmp_path / "m.csv")
     assert math.isinf(back.loc[back["level"] == "HR", "psnr"].iloc[0])
     assert back.loc[back["level"] == "L5", "psnr"].isna().all()

@@ -24,6 +24,7 @@ from refsr.report.figures import (
     textured_window,
 )
 from refsr.report.summary import load_evals, summarise
+from refsr.similarity.tiers import assign_tiers, read_tiers, write_tiers
 from refsr.stages.evaluate import run_evaluation
 from refsr.stages.figures import run_figures
 
@@ -60,7 +61,7 @@ def tiny(tmp_path):
             Image.fromarray(ref).save(p)
             g.refs[lv], g.levels[lv] = p, lv
             tiers.append({"group": name, "ref": lv, "level": lv, "local_inliers": 10 - k,
-                          "vgg_cosine": 0.9 - 0.1 * k, "tier": lv})
+                          "vgg_cosine": 0.9 - 0.1 * k})
         groups.append(g)
         _, lr = degrade(hr, 4)
         lr_file = lr_path(root / "lr", "test", name)
@@ -77,11 +78,12 @@ def tiny(tmp_path):
                 Image.fromarray(sr).save(sr_root / model / name / f"{lv}.png")
     ds = Dataset("tiny", root, groups=groups)
     write_manifest(ds, root / "manifest.csv")
-    pd.DataFrame(tiers).to_csv(tmp_path / "tiers.csv", index=False)
+    write_tiers(assign_tiers(pd.DataFrame(tiers), "per_image"), tmp_path / "tiers.csv")
     csvs = []
     for model in MODELS:
         csv = tmp_path / "eval" / "tiny" / f"{model}.csv"
-        run_evaluation(ds, sr_root / model, model, CONFIG, csv, csv.with_suffix(".json"))
+        run_evaluation(ds, sr_root / model, model, CONFIG, tmp_path / "tiers.csv", csv,
+                       csv.with_suffix(".json"))
         csvs.append(csv)
     return {"ds": ds, "sr_root": sr_root, "lr": root / "lr", "tiers": tmp_path / "tiers.csv",
             "csvs": csvs, "tmp": tmp_path}
@@ -100,13 +102,14 @@ def test_metric_vs_level_png_and_pdf(tiny):
 
 def test_comparison_grid(tiny):
     evals = {m: pd.read_csv(c) for m, c in zip(MODELS, tiny["csvs"], strict=True)}
-    tiers = pd.read_csv(tiny["tiers"], keep_default_na=False, dtype={"group": str, "ref": str})
+    tiers = read_tiers(tiny["tiers"])
     png = tiny["tmp"] / "grid.png"
     names = plot_comparison_grid(tiny["ds"], tiny["sr_root"], MODELS, tiers, evals, png,
                                  levels=["L1", "L3"], crop=24)
     assert names == ["g0", "g1"] and _nonempty(png)
     labels = [c[0] for c in comparison_columns(MODELS, ["L1", "L3"])]
     assert labels == ["HR", "Bicubic", "SRResNet", "SRNTT L1", "SRNTT L3"]
+    assert [c[2] for c in comparison_columns(MODELS, ["L1", "L3"])] == ["HR", "LR", "LR", "L1", "L3"]
     assert [c[0] for c in comparison_columns(["srgan", "srntt_l2"], ["L2"])] == \
         ["HR", "SRGAN", "SRNTT-\u21132 L2"]
 
@@ -145,8 +148,10 @@ def test_run_figures_on_a_set_without_references(tiny, vgg_weights):
 
     ds = Dataset("bare", tiny["ds"].root, groups=[TestGroup(g.name, hr=g.hr) for g in tiny["ds"].groups])
     tiers = tiny["tmp"] / "tiers_bare.csv"
-    tiers.write_text("group,ref,level,local_inliers,vgg_cosine,tier\n")
-    for level in LEVELS:  # what inference leaves for a reference-based model there
+    from refsr.similarity.tiers import COLUMNS as TIER_COLUMNS
+
+    tiers.write_text(",".join(TIER_COLUMNS) + "\n")
+    for level in (*LEVELS, "ALL", "ALL_STITCHED"):  # what inference leaves for a reference-based model
         for g in ds.groups:
             (tiny["sr_root"] / "srntt" / g.name / f"{level}.png").unlink(missing_ok=True)
     outs = {f"{k}_{e}": str(tiny["tmp"] / "bare" / f"{k}.{e}")

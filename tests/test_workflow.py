@@ -82,9 +82,10 @@ def test_data_stage_end_to_end(tmp_path, vgg_weights):
               "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
               "--configfile", str(wd / "configs/smoke.yaml"))
     tiers = pd.read_csv(wd / "results/tiers/embedded.csv", keep_default_na=False)
-    assert list(tiers.columns) == ["group", "ref", "level", "local_inliers", "vgg_cosine", "tier"]
+    assert list(tiers.columns) == ["group", "ref", "level", "local_inliers", "vgg_cosine",
+                                   "combined", "tier", "used"]
     assert len(tiers) == 3 * 5
-    assert (tiers["tier"] == tiers["level"]).all()
+    assert (tiers["tier"] == tiers["level"]).all() and tiers["used"].all()
     agree = pd.read_csv(wd / "results/tiers/embedded_agreement.csv")
     assert (agree["spearman_rho"] < 0).all(), agree
     assert (wd / "results/data/embedded/lr/test/motorcycle.png").is_file()
@@ -122,3 +123,41 @@ def test_whole_pipeline_on_smoke_config(tmp_path, vgg_weights):
     proc = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
                      "--configfile", str(wd / "configs/smoke.yaml"))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_folder_dataset_end_to_end_has_every_per_level_cell(tmp_path, vgg_weights):
+    """Issue 16: a folder dataset of three real photos with five candidates each (the
+    motorcycle's real right stereo view among them), tiny budgets: levels per image, and the
+    per-level table has a number in every cell for every reference-based model."""
+    import yaml
+    from conftest import make_photo_folder
+
+    from refsr.core.config import validate
+    from refsr.models import registry
+
+    wd = workdir(tmp_path)
+    chosen = make_photo_folder(wd / "data/mine", dict.fromkeys(("motorcycle", "astronaut", "coffee"), 5))
+    cfg = yaml.safe_load((wd / "configs/smoke.yaml").read_text())
+    cfg["datasets"]["mine"] = {"kind": "folder", "hr_dir": "data/mine/hr", "refs_dir": "data/mine/refs"}
+    cfg["eval_datasets"] = ["mine"]
+    (wd / "mine.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake("--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+              "--configfile", str(wd / "mine.yaml"))
+    tiers = pd.read_csv(wd / "results/tiers/mine.csv", keep_default_na=False)
+    for group, refs in chosen.items():
+        part = tiers[tiers["group"] == group]
+        assert sorted(part["ref"]) == sorted(refs)
+        assert sorted(part["tier"]) == ["L1", "L2", "L3", "L4", "L5"] and part["used"].all()
+    per = pd.read_csv(wd / "results/tables/per_level.csv")
+    assert (per["n_level"] == 3).all() and (per["n_missing"] == 0).all()
+    assert per[["psnr", "ssim"]].notna().all(axis=None)
+    md = (wd / "results/tables/per_level.md").read_text()
+    models = [m for m in validate(cfg)["models"] if registry.get(m).uses_reference]
+    assert models
+    for model in models:
+        row = next(line for line in md.splitlines() if line.startswith(f"| {model}"))
+        cells = [c.strip() for c in row.strip("|").split("|")][1:]
+        assert len(cells) == 7 and all(c[0].isdigit() and "(n =" not in c for c in cells), row
+    assert "images missing" not in md  # no failure footnote
+    assert "assigned per image" in (wd / "results/tiers/mine_agreement.md").read_text()

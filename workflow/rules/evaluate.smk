@@ -8,6 +8,7 @@ rule evaluate:
         manifest="results/data/{dataset}/manifest.csv",
         images="results/data/{dataset}/images",
         sr="results/sr/{dataset}/{model}",
+        tiers="results/tiers/{dataset}.csv",
     output:
         csv=report(
             "results/eval/{dataset}/{model}.csv",

@@ -12,9 +12,10 @@ from refsr.data.layout import LEVELS
 from refsr.data.lr import lr_path
 from refsr.data.resize import modcrop
 from refsr.evaluation.metrics import psnr
-from refsr.inference.levels import level_references, read_tiers
+from refsr.inference.levels import level_references
 from refsr.inference.resolver import SuperResolver
 from refsr.matching import ApproxConfig
+from refsr.similarity.tiers import read_tiers
 
 
 def bench_approx_quality(results: str = "results", dataset: str = "embedded", vgg_weights: str | None = None,

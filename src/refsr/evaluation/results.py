@@ -2,17 +2,29 @@
 
 For every test image and every level (L1..L5, LR, HR) the SR written by the
 inference stage (``results/sr/{dataset}/{model}/{image}/{level}.png``) is scored
-against the mod-cropped HR under one :class:`~refsr.evaluation.protocol.Protocol`:
+against the mod-cropped HR under one :class:`~refsr.evaluation.protocol.Protocol`.
+Two kinds of absent cell are kept apart:
 
-* ``{model}.csv`` — one row per (image, level), columns exactly
-  ``image, level, psnr, ssim, lpips, stlpips``. A missing SR file gives a row of NaN
-  (the row is kept, so the tables can see and mark the missing cell); LPIPS is
-  NaN for every row when its AlexNet weights are unavailable (or it is disabled);
-  ST-LPIPS (weights inside its package) is computed for every row unless disabled.
+* **structurally absent** — the image has no reference at that level (from the
+  tiers table: a folder image with fewer than five candidates, a dataset without
+  references). There is nothing to score: the cell has *no row*, and the sidecar
+  lists it under ``absent``. Means at that level are over the images that have it.
+* **missing** (a failure) — the image has the level but its SR output does not
+  exist: a row of NaN, listed under ``missing``; the tables do not report a mean.
+
+Files:
+
+* ``{model}.csv`` — one row per (image, level) the image has, columns exactly
+  ``image, level, psnr, ssim, lpips, stlpips``; LPIPS is NaN for every row when its
+  AlexNet weights are unavailable (or it is disabled); ST-LPIPS (weights inside its
+  package) is computed for every row unless disabled.
 * ``{model}.json`` — the sidecar: protocol, LPIPS availability / reason / weight
-  source, ST-LPIPS weight source, and the missing (image, level) cells, counted per level.
+  source, ST-LPIPS weight source, the missing and the structurally absent (image, level) cells, each
+  counted per level.
 
-An SR of another size than the (mod-cropped) HR is an error naming both files.
+An SR of another size than the (mod-cropped) HR is an error naming both files, and
+so is an SR output at a structurally absent cell (the SR folder and the tiers table
+disagree).
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +70,27 @@ def evaluate_model(
     protocol: Protocol,
     lpips_metric: LPIPSMetric | None = None,
     levels: Iterable[str] = EVAL_LEVELS,
+    absent: Collection[tuple[str, str]] = (),
     stlpips_metric: STLPIPSMetric | None = None,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Score every (image, level); return the table and the missing (image, level) cells."""
+    """Score every (image, level) except the structurally ``absent`` ones (no row); return
+    the table and the missing (image, level) cells (no SR output where one should exist)."""
     sr_dir = Path(sr_dir)
     if not sr_dir.is_dir():
         raise RefsrError(sr_dir, "SR folder not found; run the inference stage first")
     levels = list(levels)
+    absent = set(absent)
     rows: list[dict[str, Any]] = []
     missing: list[tuple[str, str]] = []
     for g in progress(ds.groups, f"evaluate {sr_dir.name} on {ds.name}", logger=log):
         hr = modcrop(read_image(g.hr), protocol.scale)
         for level in levels:
             path = sr_path(sr_dir, g.name, level)
+            if (g.name, level) in absent:
+                if path.exists():
+                    raise RefsrError(path, f"SR output at {level}, where the tiers table gives "
+                                           f"{g.name} no reference; re-run the inference stage")
+                continue
             if not path.is_file():
                 log.warning("%s: no SR output (%s); its row is NaN and marked missing", path, level)
                 missing.append((g.name, level))
@@ -116,10 +136,18 @@ def sidecar(
     dataset: str,
     model: str,
     stlpips: Mapping[str, Any],
+    absent: Collection[tuple[str, str]] = (),
+    levels: Iterable[str] = EVAL_LEVELS,
 ) -> dict[str, Any]:
     """The JSON written beside the CSV."""
-    levels = list(dict.fromkeys(df["level"]))
-    by_level = {lv: sum(1 for _, m in missing if m == lv) for lv in levels}
+    levels = list(levels)
+    absent = sorted(absent, key=lambda c: (c[0], levels.index(c[1]) if c[1] in levels else len(levels)))
+
+    def cells(which):
+        return {"count": len(which),
+                "by_level": {lv: sum(1 for _, m in which if m == lv) for lv in levels},
+                "cells": [[img, lv] for img, lv in which]}
+
     nan_counts = {m: int(df[m].isna().sum()) for m in METRICS}
     return {
         "dataset": dataset,
@@ -131,11 +159,8 @@ def sidecar(
         "protocol_text": protocol.describe(),
         "lpips": dict(lpips),
         "stlpips": dict(stlpips),
-        "missing": {
-            "count": len(missing),
-            "by_level": by_level,
-            "cells": [[img, lv] for img, lv in missing],
-        },
+        "missing": cells(missing),
+        "absent": cells(absent),
         "nan": nan_counts,
     }
 

@@ -1,14 +1,16 @@
 """Which references a test image is super-resolved with at each evaluation level.
 
-``L1``..``L5``: the references the tiers table puts at that level (several allowed: one
-multi-reference search); ``ALL``: every reference of the group in one multi-reference search
-(the native way to use several references: the best match over all of them, per patch);
-``ALL_STITCHED``: every reference pasted into one image the way TTSR and SRNTT build their
-CUFED5 test input (TTSR issue #3: "we put them together as a whole ref, which is the same setup
-as SRNTT"): each reference at the top-left of a black 500x500 canvas, the canvases stacked in
-one column in the dataset's reference order (CUFED5: ``_1`` .. ``_5``), so five references give
-a 2500x500 image; ``LR``: the bicubic-upsampled LR input as its own reference (SRNTT's SISR
-mode); ``HR``: the ground truth (oracle).
+``L1``..``L5``: the reference the tiers table marks ``used`` at that level (of several at one
+(image, level), the best-scored; see :mod:`refsr.similarity.tiers`); a level without one is
+structurally absent for that image and gets no SR output. ``ALL``: every reference of the
+group in one multi-reference search (the native way to use several references: the best match
+over all of them, per patch); ``ALL_STITCHED``: every reference pasted into one image the way
+TTSR and SRNTT build their CUFED5 test input (TTSR issue #3: "we put them together as a whole
+ref, which is the same setup as SRNTT"): each reference at the top-left of a black 500x500
+canvas, the canvases stacked in one column in the dataset's reference order (CUFED5: ``_1`` ..
+``_5``), so five references give a 2500x500 image; both are structurally absent for a group
+without references. ``LR``: the bicubic-upsampled LR input as its own reference (SRNTT's SISR
+mode); ``HR``: the ground truth (oracle). Every image has LR and HR.
 
 A reference larger than 500 px on either side cannot be stitched that way (TTSR's assignment
 into the canvas would fail on it); it is refused with a one-line error rather than cropped or
@@ -17,6 +19,7 @@ resized silently: drop ``ALL_STITCHED`` from ``evaluation.levels`` for such data
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +27,38 @@ import pandas as pd
 
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import read_image
-from refsr.data.layout import LEVELS, Dataset, TestGroup
+from refsr.data.layout import EVAL_LEVELS, LEVELS, REFERENCE_SETS, Dataset, TestGroup
 from refsr.data.resize import upscale
 
 
 def level_references(ds: Dataset, tiers: pd.DataFrame) -> dict[str, dict[str, list[Path]]]:
-    """group -> level -> reference paths, levels L1..L5 from the tiers table (several refs allowed)."""
+    """group -> level -> ``[path]`` of the level's used reference (levels L1..L5 that a group
+    has; a group without references maps to ``{}``)."""
     out: dict[str, dict[str, list[Path]]] = {g.name: {} for g in ds.groups}
-    for row in tiers.itertuples():
+    for row in tiers[tiers["used"]].itertuples():
         g = ds.group(str(row.group))
-        out[g.name].setdefault(str(row.tier), []).append(g.refs[str(row.ref)])
+        level, ref = str(row.tier), str(row.ref)
+        if ref not in g.refs:
+            raise RefsrError(ds.root / "manifest.csv", f"the tiers table names reference {ref!r} "
+                                                       f"of group {g.name!r}, which it does not have")
+        if level in out[g.name]:
+            raise RefsrError(f"tiers of {ds.name}", f"group {g.name!r} has two used references "
+                                                    f"at {level}")
+        out[g.name][level] = [g.refs[ref]]
     return out
 
 
-def read_tiers(path: str | Path) -> pd.DataFrame:
-    """The tiers CSV (group and reference names kept as strings)."""
-    return pd.read_csv(path, keep_default_na=False, dtype={"group": str, "ref": str})
+def eval_levels(group: TestGroup, refs_by_level: dict[str, list[Path]],
+                levels: Sequence[str] = EVAL_LEVELS) -> list[str]:
+    """Those of ``levels`` one group has: its L1..L5 with a reference, ALL and ALL_STITCHED
+    when it has any reference, LR and HR always."""
+    def has(lv: str) -> bool:
+        if lv in LEVELS:
+            return lv in refs_by_level
+        if lv in REFERENCE_SETS:
+            return bool(group.refs)
+        return True
+    return [lv for lv in levels if has(lv)]
 
 
 #: Side of the black canvas each reference is pasted into for ``ALL_STITCHED`` (TTSR, SRNTT).
@@ -66,7 +85,7 @@ def level_images(group: TestGroup, level: str, lr: np.ndarray, refs_by_level: di
     """The reference images of ``group`` at ``level`` (empty: the group has none there)."""
     if level in LEVELS:
         return [read_image(p) for p in refs_by_level.get(level, [])]
-    if level in ("ALL", "ALL_STITCHED"):
+    if level in REFERENCE_SETS:
         paths = list(group.refs.values())
         refs = [read_image(p) for p in paths]
         if level == "ALL" or not refs:

@@ -30,7 +30,7 @@ from refsr.core.atomic import atomic_path  # noqa: E402
 from refsr.core.imageio import read_image  # noqa: E402
 from refsr.data.layout import EVAL_LEVELS, LEVELS, Dataset  # noqa: E402
 from refsr.models import registry  # noqa: E402
-from refsr.report.summary import LABEL, cell_status  # noqa: E402
+from refsr.report.summary import LABEL, cell_status, partial  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +81,20 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
                          title: str, out_png, out_pdf=None, lpips_available: bool = True,
                          lpips_reason: str | None = None,
                          levels: Sequence[str] = EVAL_LEVELS) -> None:
-    """One panel per metric; per model the mean over all images at each level.
+    """One panel per metric; per model the mean at each level over the images that have it.
 
-    ``summary`` is :func:`refsr.report.tables.summarise` for one dataset. Cells whose mean
-    is not reported (missing images) are left out and drawn as a grey cross at the axis.
-    L1..L5 are joined by lines; ALL, ALL_STITCHED, LR (SISR mode) and HR (oracle) are separate
-    points after the dashed line.
+    ``summary`` is :func:`refsr.report.summary.summarise` for one dataset. A level that only
+    some images have (the others have no reference there: structurally absent) is labelled
+    with its count ``n=k``; a level no image has gets no point. Cells whose mean is not
+    reported (a failure: SR outputs missing) are left out and drawn as a grey cross at the
+    axis. L1..L5 are joined by lines; ALL, ALL_STITCHED, LR (SISR mode) and HR (oracle) are
+    separate points after the dashed line.
     """
     pos = level_positions(levels)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.5),
                              constrained_layout=True, squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    any_missing = False
+    any_missing = any_partial = False
     for ax, metric in zip(axes[0], metrics, strict=True):
         if metric == "lpips" and not lpips_available:
             reason = textwrap.fill(lpips_reason or "LPIPS not computed", 40)
@@ -105,13 +107,18 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
         for i, model in enumerate(models):
             rows = summary[summary["model"] == model].set_index("level")
             c = colours[i % len(colours)]
-            vals, miss = {}, []
+            vals, miss, counts = {}, [], {}
             for lv in pos:
                 if lv not in rows.index:
                     continue
                 row = rows.loc[lv]
-                if cell_status(row, metric, lpips_available) == "ok" and math.isfinite(row[metric]):
+                status = cell_status(row, metric, lpips_available)
+                if status == "absent":
+                    continue  # no image has a reference at this level: nothing to plot
+                if status == "ok" and math.isfinite(row[metric]):
                     vals[lv] = row[metric]
+                    if partial(row):
+                        counts[lv] = int(row["n_level"])
                 else:
                     miss.append(pos[lv])
             # L1..L5 joined (a missing level breaks the line); LR and HR as separate points
@@ -123,6 +130,10 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
                 label = None
             if extra:
                 ax.plot(*zip(*extra, strict=True), "s", color=c, ms=5, label=label)
+            for lv, k in counts.items():
+                any_partial = True
+                ax.annotate(f"n={k}", (pos[lv], vals[lv]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=6, color=c)
             if miss:
                 any_missing = True
                 ax.plot(miss, [0.02] * len(miss), "x", color="0.5", ms=6,
@@ -139,6 +150,9 @@ def plot_metric_vs_level(summary: pd.DataFrame, models: Sequence[str], metrics: 
     if handles:
         fig.legend(handles, labels, loc="outside right center", fontsize=8)
     suffix = "  (x: mean not reported, images missing)" if any_missing else ""
+    if any_partial:
+        n = int(summary["n_images"].max())
+        suffix += f"  (n=k: mean over the k of {n} images with a reference at that level)"
     fig.suptitle(title + suffix, fontsize=10)
     _save(fig, out_png, out_pdf)
 
@@ -169,20 +183,24 @@ def textured_window(img: np.ndarray, size: int) -> tuple[int, int]:
 
 
 def references_at(tiers: pd.DataFrame, ds: Dataset, group: str, level: str) -> list[Path]:
-    """Reference paths of ``group`` whose tier is ``level`` (tiers CSV order)."""
+    """The reference ``group`` uses at ``level`` (the tiers CSV's ``used`` one; empty: none)."""
     g = ds.group(group)
-    sel = tiers[(tiers["group"].astype(str) == group) & (tiers["tier"].astype(str) == level)]
+    sel = tiers[(tiers["group"].astype(str) == group) & (tiers["tier"].astype(str) == level)
+                & tiers["used"]]
     return [g.refs[str(r)] for r in sel["ref"] if str(r) in g.refs]
 
 
 def comparison_columns(models: Sequence[str], levels: Sequence[str]) -> list[tuple[str, str | None, str]]:
-    """``(label, model, level)`` per column of the grid (model None = HR / reference)."""
+    """``(label, model, level)`` per column of the grid (model None = HR / reference).
+
+    Bicubic and the SISR model ignore the reference: their column shows the LR level (the
+    same output as at every level, and one every image has)."""
     cols: list[tuple[str, str | None, str]] = [("HR", None, "HR")]
     if "bicubic" in models:
-        cols.append(("Bicubic", "bicubic", levels[0] if levels else "L1"))
+        cols.append(("Bicubic", "bicubic", "LR"))
     sisr, refsr = showcase(models)
     if sisr:
-        cols.append((model_label(sisr), sisr, levels[0] if levels else "L1"))
+        cols.append((model_label(sisr), sisr, "LR"))
     if refsr:
         cols += [(f"{model_label(refsr)} {lv}", refsr, lv) for lv in levels]
     return cols
@@ -196,7 +214,8 @@ def plot_comparison_grid(ds: Dataset, sr_root: str | os.PathLike, models: Sequen
     """Crops of HR and SR outputs (+ the full reference), one row per test image.
 
     Each SR panel is labelled with that image's full-image PSNR from the evaluation CSV.
-    A missing SR output leaves its panel empty with the word "missing". Returns the images.
+    A level the image has no reference at leaves its panel empty with "no {level} ref"
+    (structurally absent); a missing SR output (a failure) with "missing". Returns the images.
     """
     sr_root = Path(sr_root)
     names = list(images) if images else [g.name for g in ds.groups][:n_images]
@@ -226,6 +245,10 @@ def plot_comparison_grid(ds: Dataset, sr_root: str | os.PathLike, models: Sequen
                 ax.set_xlabel("ground truth", fontsize=7)
                 continue
             path = sr_root / model / name / f"{level}.png"
+            if level in LEVELS and not references_at(tiers, ds, name, level):
+                ax.text(0.5, 0.5, f"no {level} ref", ha="center", va="center", fontsize=7,
+                        transform=ax.transAxes)
+                continue
             if not path.is_file():
                 ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
                 continue

@@ -12,7 +12,9 @@
 Every caption names the protocol (:meth:`refsr.evaluation.protocol.Protocol.describe`), the dataset(s),
 the VGG19 and LPIPS weight provenance, the git commit and a config hash.
 
-Missing cells and ``n/a``: see :mod:`refsr.report.summary`.
+Structurally absent levels (``n = k/N``: the mean over the images that have a reference
+at that level), failures (``—†``: an SR output that should exist does not) and ``n/a``: see
+:mod:`refsr.report.summary`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from refsr.report import paper
 from refsr.report.provenance import Provenance
 from refsr.report.render import Table, latex_escape, md_doc, md_table, tex_table, tidy_csv
 from refsr.report.summary import (
+    ABSENT_MD,
+    ABSENT_TEX,
     ARROW,
     COMPACT_DIGITS,
     DIGITS,
@@ -38,6 +42,8 @@ from refsr.report.summary import (
     MISSING_TEX,
     SUMMARY_COLUMNS,
     cell_status,
+    count_notes,
+    count_suffix,
     fmt_cell,
     missing_notes,
 )
@@ -69,7 +75,7 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
     sel = summary[summary["level"] == level]
     caption = (f"Mean PSNR (dB), SSIM, LPIPS and ST-LPIPS over each dataset's test images, x4. "
                f"{_models_note(models, level)} " + prov.sentence(datasets))
-    notes = missing_notes(sel, lpips_available)
+    notes = missing_notes(sel, lpips_available) + count_notes(sel)
     by = {(r["dataset"], r["model"]): r for r in sel.to_dict("records")}
     header = ["Model"] + [f"{ds} {LABEL[m]}{ARROW[m]}" for ds in datasets for m in METRICS]
     md_rows, tex_rows = [], []
@@ -82,8 +88,8 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
                     cells_md.append(MISSING_MD)
                     cells_tex.append(MISSING_TEX)
                 else:
-                    cells_md.append(fmt_cell(row, m, lpips_available, DIGITS))
-                    cells_tex.append(fmt_cell(row, m, lpips_available, DIGITS, tex=True))
+                    cells_md.append(_metric_cell(row, m, lpips_available))
+                    cells_tex.append(_metric_cell(row, m, lpips_available, tex=True))
         md_rows.append(cells_md)
         tex_rows.append(cells_tex)
     k = len(METRICS)
@@ -100,12 +106,25 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
                  tex_table(f"{title}. {caption}", "tab:main", colspec, head, tex_rows, notes))
 
 
+def _metric_cell(row, metric, lpips_available, tex=False) -> str:
+    """A main-table cell: the value (or mark) and, at a partly absent level, ``(n = k/N)``."""
+    text = fmt_cell(row, metric, lpips_available, DIGITS, tex)
+    if cell_status(row, metric, lpips_available) == "missing":
+        return text
+    return text + count_suffix(row, tex)
+
+
 def _level_cell(row, lpips_available, tex=False) -> str:
+    """A per-level cell: PSNR / SSIM / LPIPS and, at a partly absent level, ``(n = k/N)``;
+    one mark when every metric has the same one (failure ``—†``, absent ``—``). A cell with a
+    failure shows no count: its mean is not reported."""
     parts = [fmt_cell(row, m, lpips_available, COMPACT_DIGITS, tex) for m in METRICS]
     missing = MISSING_TEX if tex else MISSING_MD
-    if missing in parts and len(set(parts)) == 1:
-        return missing
-    return ("/" if tex else " / ").join(parts)
+    if missing in parts:
+        return missing if len(set(parts)) == 1 else ("/" if tex else " / ").join(parts)
+    absent = ABSENT_TEX if tex else ABSENT_MD
+    text = absent if set(parts) == {absent} else ("/" if tex else " / ").join(parts)
+    return text + count_suffix(row, tex)
 
 
 def per_level_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[str],
@@ -117,12 +136,15 @@ def per_level_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequ
                "matching, ALL_STITCHED = every reference padded to 500x500 and stacked in one "
                "image (TTSR's and SRNTT's CUFED5 test input), LR = the LR input as its own "
                "reference (SISR mode), HR = the ground truth as reference (oracle upper bound). "
-               "bicubic and SISR models ignore the reference. " + prov.sentence(datasets))
+               "bicubic and SISR models ignore the reference. A mean is over the test images that "
+               "have a reference at the level, with (n = k/N) where that is not all of them; "
+               "\u2014\u2020 marks a failure (an SR output that should exist does not). "
+               + prov.sentence(datasets))
     md_parts, tex_parts, notes_all = [], [], []
     for ds in datasets:
         sel = summary[summary["dataset"] == ds]
-        notes = missing_notes(sel, lpips_available)
-        notes_all += notes
+        notes = missing_notes(sel, lpips_available) + count_notes(sel)
+        notes_all += [n for n in notes if n not in notes_all]
         by = {(r["model"], r["level"]): r for r in sel.to_dict("records")}
         md_rows, tex_rows = [], []
         for model in models:

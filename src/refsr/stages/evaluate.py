@@ -21,15 +21,19 @@ from refsr.evaluation.results import (
     write_results,
 )
 from refsr.evaluation.stlpips import STLPIPSMetric
+from refsr.similarity.tiers import absent_levels, read_tiers
 
 log = logging.getLogger(__name__)
 
 
 def run_evaluation(ds: Dataset, sr_dir: str | os.PathLike, model: str, config: Mapping[str, Any],
-                   csv_path: str | os.PathLike, json_path: str | os.PathLike,
+                   tiers_csv: str | os.PathLike, csv_path: str | os.PathLike,
+                   json_path: str | os.PathLike,
                    lpips_metric: LPIPSMetric | None = None) -> pd.DataFrame:
     """Score one model on one dataset, write the CSV and its sidecar.
 
+    The tiers CSV says which (image, level) cells are structurally absent (no reference at
+    that level): they get no row; an SR output missing elsewhere is a failure (a NaN row).
     One :class:`LPIPSMetric` per job (downloads allowed: offline it fails fast and the
     column is NaN with the reason in the sidecar); ``lpips_metric`` replaces it.
     """
@@ -49,19 +53,26 @@ def run_evaluation(ds: Dataset, sr_dir: str | os.PathLike, model: str, config: M
     if st is not None:
         log.info("ST-LPIPS weights: %s", st.source)  # builds it: a missing weight fails here
     log.info("protocol: %s", protocol.describe())
-    df, missing = evaluate_model(ds, sr_dir, protocol, metric, ev["levels"], stlpips_metric=st)
-    meta = sidecar(df, missing, protocol, info, ds.name, model, stlpips_info(st))
+    absent = absent_levels(read_tiers(tiers_csv), [g.name for g in ds.groups], ev["levels"])
+    if absent:
+        log.info("%d (image, level) cells have no reference (structurally absent): %s",
+                 len(absent), ", ".join(f"{g}/{lv}" for g, lv in absent))
+    df, missing = evaluate_model(ds, sr_dir, protocol, metric, ev["levels"], stlpips_metric=st,
+                                 absent=absent)
+    meta = sidecar(df, missing, protocol, info, ds.name, model, stlpips_info(st), absent=absent,
+                   levels=ev["levels"])
     write_results(df, meta, csv_path, json_path)
     scored = df.dropna(subset=["psnr"])
     for level, part in scored.groupby("level", sort=False):
         log.info("%s %s: PSNR %.3f dB, SSIM %.4f over %d images", model, level,
                  part["psnr"].mean(), part["ssim"].mean(), len(part))
     if missing:
-        log.warning("%d (image, level) cells have no SR output; the tables mark them", len(missing))
+        log.warning("%d (image, level) cells have no SR output although the image has the "
+                    "level; the tables mark them", len(missing))
     return df
 
 
 def main(smk) -> None:
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    run_evaluation(ds, smk.input.sr, smk.wildcards.model, smk.params.config,
+    run_evaluation(ds, smk.input.sr, smk.wildcards.model, smk.params.config, smk.input.tiers,
                    smk.output.csv, smk.output.json)

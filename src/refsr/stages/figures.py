@@ -15,7 +15,6 @@ from refsr.data.layout import Dataset
 from refsr.data.lr import lr_path
 from refsr.data.resize import down_up, upscale
 from refsr.features.vgg import load_vgg19
-from refsr.inference.levels import read_tiers
 from refsr.matching import MATCH_LAYER, RELU3_STRIDE, correspond
 from refsr.report.figures import (
     MatchView,
@@ -27,6 +26,7 @@ from refsr.report.figures import (
 )
 from refsr.report.provenance import lpips_provenance
 from refsr.report.summary import load_evals, summarise
+from refsr.similarity.tiers import read_tiers
 
 log = logging.getLogger(__name__)
 

@@ -12,36 +12,40 @@ from refsr.core.progress import progress
 from refsr.data import read_manifest
 from refsr.data.layout import Dataset
 from refsr.data.lr import lr_path
-from refsr.inference.levels import level_images, level_references, read_tiers
+from refsr.inference.levels import eval_levels, level_images, level_references
 from refsr.inference.resolver import SuperResolver
+from refsr.similarity.tiers import read_tiers
 
 log = logging.getLogger(__name__)
 
 
 def run_inference(ds: Dataset, lr_dir: Path, tiers_csv: Path, resolver: SuperResolver,
                   out_dir: Path, levels: Sequence[str]) -> int:
-    """Super-resolve every test group at each of ``levels`` into ``out_dir/{group}/{level}.png``.
+    """Super-resolve every test group at each of ``levels`` it has into ``out_dir/{group}/{level}.png``.
 
-    A level with no reference for a group (possible for folder datasets) is skipped; the
-    evaluation marks it missing. Returns the number of images written.
+    Every model writes the same cells: LR, HR, each of L1..L5 at which the group has a
+    reference (its ``used`` one in the tiers table), and ALL / ALL_STITCHED when it has any. A level without a reference is
+    structurally absent for that group: nothing is written, and the evaluation leaves it out
+    (an output missing at a level the group has is a failure, marked by the tables).
+    Returns the number of images written.
     """
     refs_by_level = level_references(ds, read_tiers(tiers_csv))
     n = 0
     with atomic_dir(out_dir) as tmp:
         for g in progress(ds.groups, f"{resolver.name} on {ds.name}", logger=log):
             lr = read_image(lr_path(lr_dir, "test", g.name))
-            if not resolver.uses_reference:
-                sr = resolver(lr)
-                for level in levels:
-                    write_image(tmp / g.name / f"{level}.png", sr)
-                    n += 1
-                continue
-            for level in levels:
-                refs = level_images(g, level, lr, refs_by_level[g.name], resolver.scale, resolver.resize)
-                if not refs:
-                    log.warning("%s: no reference at level %s; skipped", g.name, level)
-                    continue
-                write_image(tmp / g.name / f"{level}.png", resolver(lr, refs))
+            has = eval_levels(g, refs_by_level[g.name], levels)
+            absent = [lv for lv in levels if lv not in has]
+            if absent:
+                log.info("%s: no reference at %s (structurally absent); not written", g.name,
+                         ", ".join(absent))
+            sr = None if resolver.uses_reference else resolver(lr)  # one output for every level
+            for level in has:
+                if resolver.uses_reference:
+                    refs = level_images(g, level, lr, refs_by_level[g.name], resolver.scale,
+                                        resolver.resize)
+                    sr = resolver(lr, refs)
+                write_image(tmp / g.name / f"{level}.png", sr)
                 n += 1
     log.info("wrote %d SR images to %s", n, out_dir)
     return n
