@@ -10,6 +10,7 @@ import torch
 from refsr.bench import dag, markdown, measure, swap
 from refsr.cli import main
 from refsr.core.errors import RefsrError
+from refsr.data.layout import EVAL_LEVELS
 from refsr.models import registry
 
 SWAP_KEYS = {"benchmark", "hr_size", "content_positions", "ref_patches", "patch_dim", "mode", "seconds",
@@ -91,4 +92,4 @@ def test_markdown_table_regenerated(tmp_path, swap_result):
 @pytest.mark.slow
 def test_bench_dag_small(tmp_path, root):
     r = dag.bench_dag(groups=2, repeats=1, snakefile=str(root / "workflow" / "Snakefile"))
-    assert r["seconds"] > 0 and r["groups"] == 2 and r["models"] == len(registry.names()) and r["levels"] == 7
+    assert r["seconds"] > 0 and r["groups"] == 2 and r["models"] == len(registry.names()) and r["levels"] == len(EVAL_LEVELS)

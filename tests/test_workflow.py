@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+
+from refsr.data.layout import EVAL_LEVELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -104,13 +107,14 @@ def test_whole_pipeline_on_smoke_config(tmp_path, vgg_weights):
         assert len(log) == {"srresnet": 3, "srgan": 2, "srntt_l2": 3, "srntt": 2}[model]
         assert (wd / f"results/checkpoints/{model}/state.pt").is_file()
     for model in ["bicubic", "srresnet", "srgan", "srntt_l2", "srntt"]:
-        for level in ["L1", "L2", "L3", "L4", "L5", "LR", "HR"]:
+        for level in EVAL_LEVELS:
             assert (wd / f"results/sr/embedded/{model}/chelsea/{level}.png").is_file()
     corr = sorted((wd / "results/correspondence/embedded").glob("*.npz"))
     assert len(corr) == 8
     ev = pd.read_csv(wd / "results/eval/embedded/srntt.csv")
-    assert list(ev.columns) == ["image", "level", "psnr", "ssim", "lpips"]
-    assert len(ev) == 3 * 7 and ev["psnr"].notna().all()
+    assert list(ev.columns) == ["image", "level", "psnr", "ssim", "lpips", "stlpips"]
+    assert len(ev) == 3 * len(EVAL_LEVELS) and ev["psnr"].notna().all()
+    assert np.isfinite(ev["stlpips"]).all()  # the offline perceptual metric, in every row
     for name in ("main", "per_level"):
         for ext in ("csv", "md", "tex"):
             assert (wd / f"results/tables/{name}.{ext}").is_file()
@@ -158,6 +162,6 @@ def test_folder_dataset_end_to_end_has_every_per_level_cell(tmp_path, vgg_weight
     for model in models:
         row = next(line for line in md.splitlines() if line.startswith(f"| {model}"))
         cells = [c.strip() for c in row.strip("|").split("|")][1:]
-        assert len(cells) == 7 and all(c[0].isdigit() and "(n =" not in c for c in cells), row
+        assert len(cells) == len(EVAL_LEVELS) and all(c[0].isdigit() and "(n =" not in c for c in cells), row
     assert "images missing" not in md  # no failure footnote
     assert "assigned per image" in (wd / "results/tiers/mine_agreement.md").read_text()
