@@ -163,7 +163,9 @@ def infer_params():
     matching = {k: v for k, v in config["matching"].items() if k != "max_mb"}
     return canonical(
         {
-            **config_subset("scale", "resize", "device", "vgg19_weights", "inference"),
+            **config_subset(
+                "scale", "resize", "device", "vgg19_weights", "inference", "reference", "tiers"
+            ),
             "matching": matching,
             "levels": config["evaluation"]["levels"],
         }
