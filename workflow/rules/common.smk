@@ -164,7 +164,13 @@ def infer_params():
     return canonical(
         {
             **config_subset(
-                "scale", "resize", "device", "vgg19_weights", "inference", "reference", "tiers"
+                "scale",
+                "resize",
+                "device",
+                "vgg19_weights",
+                "inference",
+                "reference",
+                "tiers",
             ),
             "matching": matching,
             "levels": config["evaluation"]["levels"],
@@ -261,4 +267,50 @@ def report_targets():
     out = eval_csvs() + list(table_paths().values())
     for ds in EVAL_DATASETS:
         out += list(figure_paths(ds).values())
+    return out
+
+
+# --- ablations (workflow/rules/ablation.smk; `make ablations`) ---
+
+VARIANTS = {v["name"]: v for v in config["ablations"]}
+
+
+def check_variants():
+    """Checked when an ablation target is requested (input functions), so that a config whose
+    models lack a default variant's model still runs everything else."""
+    for v in VARIANTS.values():
+        if v["model"] not in MODELS or not registry.get(v["model"]).uses_reference:
+            raise RefsrError(
+                "ablations",
+                f"variant {v['name']!r}: {v['model']!r} is not a reference-based model of models",
+            )
+
+
+def variant_checkpoint(wildcards):
+    return checkpoint_of(VARIANTS[wildcards.variant]["model"])
+
+
+def ablation_base_csvs(wildcards=None):
+    check_variants()
+    models = sorted({v["model"] for v in VARIANTS.values()})
+    return eval_csvs(models=models) if models else []
+
+
+def ablation_run_csvs(wildcards=None):
+    return [
+        f"results/ablation/{ds}/{name}.csv" for ds in EVAL_DATASETS for name in VARIANTS
+    ]
+
+
+def match_study_datasets():
+    """The evaluation datasets the match study can use: those of kind embedded."""
+    return [ds for ds in EVAL_DATASETS if config["datasets"][ds]["kind"] == "embedded"]
+
+
+def ablation_targets(wildcards=None):
+    check_variants()
+    out = []
+    if VARIANTS:
+        out += ["results/tables/ablation.csv", "results/figures/ablation_deltas.png"]
+    out += [f"results/tables/match_accuracy_{ds}.csv" for ds in match_study_datasets()]
     return out

@@ -28,18 +28,28 @@ def true_cells(h: np.ndarray, grid_hw: tuple[int, int], stride: int = RELU3_STRI
     return np.stack([y / stride, x / stride], axis=-1).reshape(gh, gw, 2)
 
 
-def match_accuracy(corr: Correspondence, h: np.ndarray, ref: int = 0, tolerance: float = 1.0) -> tuple[float, int]:
+def inside(truth: np.ndarray, ref_hw: tuple[int, int]) -> np.ndarray:
+    """Which cells of :func:`true_cells` fall inside a ``ref_hw`` relu3_1 map."""
+    rh, rw = ref_hw
+    return np.isfinite(truth).all(-1) & (truth[..., 0] >= 0) & (truth[..., 0] < rh) \
+        & (truth[..., 1] >= 0) & (truth[..., 1] < rw)
+
+
+def match_accuracy(corr: Correspondence, h: np.ndarray, ref: int = 0, tolerance: float = 1.0,
+                   mask: np.ndarray | None = None) -> tuple[float, int]:
     """``(fraction correct, positions counted)`` of ``corr`` against the homography ``h``.
 
     ``h`` maps content (LR↑) pixels to pixels of reference ``ref`` of ``corr``; a position
-    matched to another reference counts as wrong. ``(nan, 0)`` when no truth is inside.
+    matched to another reference counts as wrong. ``mask`` (content cells) restricts the count
+    further, e.g. to the cells whose truth lies in the unwarped reference, so that a warped
+    reference's empty (black) border is not scored. ``(nan, 0)`` when no truth is inside.
     """
     gh, gw = corr.index.shape
     truth = true_cells(h, (gh, gw))
-    rh, rw = corr.ref_shapes[ref]
-    inside = np.isfinite(truth).all(-1) & (truth[..., 0] >= 0) & (truth[..., 0] < rh) \
-        & (truth[..., 1] >= 0) & (truth[..., 1] < rw)
-    n = int(inside.sum())
+    valid = inside(truth, corr.ref_shapes[ref])
+    if mask is not None:
+        valid &= mask
+    n = int(valid.sum())
     if n == 0:
         return float("nan"), 0
     py, px = (t.cpu().numpy() for t in corr.pos)
@@ -47,5 +57,5 @@ def match_accuracy(corr: Correspondence, h: np.ndarray, ref: int = 0, tolerance:
     # The matched cell (integer) against the cell holding the true point (floor of the float).
     dy = np.abs(py - np.floor(truth[..., 0]))
     dx = np.abs(px - np.floor(truth[..., 1]))
-    ok = same & (np.maximum(dy, dx) <= tolerance) & inside
+    ok = same & (np.maximum(dy, dx) <= tolerance) & valid
     return float(ok.sum() / n), n
