@@ -57,3 +57,20 @@ def test_match_study_is_deterministic_and_alignment_helps_at_30_degrees(vgg, tmp
     assert len(a) == 4 * 2 * 2 and (a["n"] > 50).all()
     m = a[a["degrade"] == "bicubic"].groupby("align")["accuracy"].mean()
     assert m["homography"] > m["none"] + 0.1
+
+
+def test_ablations_target_dry_run_and_bad_variant(tmp_path):
+    from test_workflow import ROOT, snakemake, workdir
+
+    wd = workdir(tmp_path)
+    base = ["-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd)]
+    out = snakemake(*base, "ablations").stdout
+    for rule in ("ablation_variant", "match_study", "rule ablation:"):
+        assert rule in out
+    assert "srntt_align_homography" in out and "srntt_l2_align_homography" in out
+    # A variant of a model that is not run (or takes no reference) is refused, naming the key;
+    # the main run's DAG does not depend on the ablations.
+    (wd / "few.yaml").write_text("models: [bicubic, srresnet]\n")
+    proc = snakemake(*base, "--configfile", str(wd / "few.yaml"), "ablations", check=False)
+    assert proc.returncode != 0 and "ablations" in proc.stdout + proc.stderr
+    assert snakemake(*base, "--configfile", str(wd / "few.yaml")).returncode == 0
