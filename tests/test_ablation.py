@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refsr.report.ablation import Variant, ablation_frame, ablation_table, delta_figure, match_accuracy_table
+from refsr.report.ablation import (
+    Variant,
+    ablation_frame,
+    ablation_table,
+    delta_figure,
+    match_accuracy_table,
+)
 
 
 def _eval(psnr, stlpips, levels=("L1", "L5")):
