@@ -71,7 +71,7 @@ def test_ablations_target_dry_run_and_bad_variant(tmp_path):
     wd = workdir(tmp_path)
     base = ["-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd)]
     out = snakemake(*base, "ablations").stdout
-    for rule in ("ablation_variant", "match_study", "rule ablation:"):
+    for rule in ("ablation_variant", "match_study", "rule ablation:", "degrade_variant", "lr_realistic"):
         assert rule in out
     assert "srntt_align_homography" in out and "srntt_l2_align_homography" in out
     # A variant of a model that is not run (or takes no reference) is refused, naming the key;

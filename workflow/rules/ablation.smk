@@ -7,7 +7,7 @@ rule ablation_variant:
     input:
         manifest="results/data/{dataset}/manifest.csv",
         images="results/data/{dataset}/images",
-        lr="results/data/{dataset}/lr",
+        lr=variant_lr,
         tiers="results/tiers/{dataset}.csv",
         checkpoint=variant_checkpoint,
     output:
@@ -44,6 +44,32 @@ rule ablation_variant:
         "../../scripts/ablation_variant.py"
 
 
+rule degrade_variant:
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+        images="results/data/{dataset}/images",
+    output:
+        directory("results/data/{dataset}/lr_{test}"),
+    log:
+        "results/logs/degrade/{dataset}_{test}.log",
+    benchmark:
+        "results/benchmarks/degrade/{dataset}_{test}.tsv"
+    wildcard_constraints:
+        test="bicubic|realistic",
+    conda:
+        "../../envs/refsr.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        scale=config["scale"],
+        resize=config["resize"],
+        degradation=lambda wildcards: {**config["degradation"], "test": wildcards.test},
+    script:
+        "../../scripts/degrade.py"
+
+
 rule ablation:
     input:
         base=ablation_base_csvs,
@@ -73,7 +99,9 @@ rule ablation:
         mem_mb=2000,
         runtime=10,
     params:
-        config=config_subset("evaluation", "ablations", "reference", "models"),
+        config=config_subset(
+            "evaluation", "ablations", "reference", "models", "degradation"
+        ),
         protocol=PROTOCOL_TEXT,
     script:
         "../../scripts/ablation.py"

@@ -279,11 +279,28 @@ def check_variants():
     """Checked when an ablation target is requested (input functions), so that a config whose
     models lack a default variant's model still runs everything else."""
     for v in VARIANTS.values():
-        if v["model"] not in MODELS or not registry.get(v["model"]).uses_reference:
+        if v["model"] not in MODELS:
+            raise RefsrError(
+                "ablations", f"variant {v['name']!r}: {v['model']!r} is not in models"
+            )
+        if "align" in v and not registry.get(v["model"]).uses_reference:
             raise RefsrError(
                 "ablations",
-                f"variant {v['name']!r}: {v['model']!r} is not a reference-based model of models",
+                f"variant {v['name']!r}: {v['model']} takes no reference, align changes nothing",
             )
+        if "align" not in v and "test_degradation" not in v:
+            raise RefsrError(
+                "ablations",
+                f"variant {v['name']!r} changes nothing (align, test_degradation)",
+            )
+
+
+def variant_lr(wildcards):
+    v = VARIANTS[wildcards.variant]
+    test = v.get("test_degradation", config["degradation"]["test"])
+    if test == config["degradation"]["test"]:
+        return f"results/data/{wildcards.dataset}/lr"
+    return f"results/data/{wildcards.dataset}/lr_{test}"
 
 
 def variant_checkpoint(wildcards):

@@ -44,7 +44,7 @@ def variant_of(config: dict, name: str) -> dict:
 
 
 def check_variants(config: dict) -> None:
-    """Every variant names a reference-based model of ``models``, once."""
+    """Every variant names a model of ``models``, once, and changes something it can."""
     names = [v["name"] for v in config["ablations"]]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -52,21 +52,27 @@ def check_variants(config: dict) -> None:
     for v in config["ablations"]:
         if v["model"] not in config["models"]:
             raise RefsrError("ablations", f"variant {v['name']!r}: model {v['model']!r} is not in models")
-        if not registry.get(v["model"]).uses_reference:
+        if "align" in v and not registry.get(v["model"]).uses_reference:
             raise RefsrError("ablations", f"variant {v['name']!r}: {v['model']} takes no reference, "
                                           "so its reference.align changes nothing")
 
 
 def change_text(config: dict, v: dict) -> str:
-    base = config["reference"]["per_model"].get(v["model"], config["reference"]["align"])
-    return f"reference.align: {base} → {v['align']}"
+    parts = []
+    if "align" in v:
+        base = config["reference"]["per_model"].get(v["model"], config["reference"]["align"])
+        parts.append(f"reference.align: {base} → {v['align']}")
+    if "test_degradation" in v:
+        parts.append(f"test LR (degradation.test): {config['degradation']['test']} → {v['test_degradation']}"
+                     f" (models trained on {config['degradation']['train']} LR)")
+    return "; ".join(parts)
 
 
 def variant_main(smk) -> None:
     cfg, v = smk.params.config, variant_of(smk.params.config, smk.wildcards.variant)
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    aligner = make_aligner({**cfg, "reference": {**cfg["reference"], "per_model": {}, "align": v["align"]}},
-                           v["model"])
+    ref_cfg = cfg["reference"] if "align" not in v else {**cfg["reference"], "per_model": {}, "align": v["align"]}
+    aligner = make_aligner({**cfg, "reference": ref_cfg}, v["model"])
     resolver = SuperResolver(smk.input.checkpoint, model=v["model"], vgg_weights=cfg["vgg19_weights"],
                              device=cfg["device"], max_mb=cfg["matching"]["max_mb"],
                              tile=cfg["inference"]["tile"], pad=cfg["inference"]["pad"], scale=cfg["scale"],
@@ -85,7 +91,8 @@ def table_main(smk) -> None:
     for p in smk.input.runs:
         key = (Path(p).parent.name, Path(p).stem)
         runs[key] = read_eval_csv(p)
-        counts[key] = json.loads((Path(p).parent / key[1] / "sr" / ALIGNMENT_JSON).read_text())
+        sidecar = Path(p).parent / key[1] / "sr" / ALIGNMENT_JSON
+        counts[key] = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     frame = ablation_frame(base, runs, variants, cfg["evaluation"]["levels"], counts)
     ablation_table(frame, variants, smk.params.protocol).write(smk.output.csv, smk.output.md, smk.output.tex)
     fig = delta_figure(frame, cfg["evaluation"]["levels"])
