@@ -49,6 +49,7 @@ def test_match_accuracy_table_means_over_photos():
     assert "srresnet" in t.md
 
 
+@pytest.mark.slow
 def test_match_study_is_deterministic_and_alignment_helps_at_30_degrees(vgg, tmp_path):
     from test_infer import _ckpt
 
