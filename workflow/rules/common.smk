@@ -163,7 +163,15 @@ def infer_params():
     matching = {k: v for k, v in config["matching"].items() if k != "max_mb"}
     return canonical(
         {
-            **config_subset("scale", "resize", "device", "vgg19_weights", "inference"),
+            **config_subset(
+                "scale",
+                "resize",
+                "device",
+                "vgg19_weights",
+                "inference",
+                "reference",
+                "tiers",
+            ),
             "matching": matching,
             "levels": config["evaluation"]["levels"],
         }
@@ -259,4 +267,67 @@ def report_targets():
     out = eval_csvs() + list(table_paths().values())
     for ds in EVAL_DATASETS:
         out += list(figure_paths(ds).values())
+    return out
+
+
+# --- ablations (workflow/rules/ablation.smk; `make ablations`) ---
+
+VARIANTS = {v["name"]: v for v in config["ablations"]}
+
+
+def check_variants():
+    """Checked when an ablation target is requested (input functions), so that a config whose
+    models lack a default variant's model still runs everything else."""
+    for v in VARIANTS.values():
+        if v["model"] not in MODELS:
+            raise RefsrError(
+                "ablations", f"variant {v['name']!r}: {v['model']!r} is not in models"
+            )
+        if "align" in v and not registry.get(v["model"]).uses_reference:
+            raise RefsrError(
+                "ablations",
+                f"variant {v['name']!r}: {v['model']} takes no reference, align changes nothing",
+            )
+        if "align" not in v and "test_degradation" not in v:
+            raise RefsrError(
+                "ablations",
+                f"variant {v['name']!r} changes nothing (align, test_degradation)",
+            )
+
+
+def variant_lr(wildcards):
+    v = VARIANTS[wildcards.variant]
+    test = v.get("test_degradation", config["degradation"]["test"])
+    if test == config["degradation"]["test"]:
+        return f"results/data/{wildcards.dataset}/lr"
+    return f"results/data/{wildcards.dataset}/lr_{test}"
+
+
+def variant_checkpoint(wildcards):
+    return checkpoint_of(VARIANTS[wildcards.variant]["model"])
+
+
+def ablation_base_csvs(wildcards=None):
+    check_variants()
+    models = sorted({v["model"] for v in VARIANTS.values()})
+    return eval_csvs(models=models) if models else []
+
+
+def ablation_run_csvs(wildcards=None):
+    return [
+        f"results/ablation/{ds}/{name}.csv" for ds in EVAL_DATASETS for name in VARIANTS
+    ]
+
+
+def match_study_datasets():
+    """The evaluation datasets the match study can use: those of kind embedded."""
+    return [ds for ds in EVAL_DATASETS if config["datasets"][ds]["kind"] == "embedded"]
+
+
+def ablation_targets(wildcards=None):
+    check_variants()
+    out = []
+    if VARIANTS:
+        out += ["results/tables/ablation.csv", "results/figures/ablation_deltas.png"]
+    out += [f"results/tables/match_accuracy_{ds}.csv" for ds in match_study_datasets()]
     return out

@@ -41,6 +41,7 @@ rule degrade:
     params:
         scale=config["scale"],
         resize=config["resize"],
+        degradation=config["degradation"],
     script:
         "../../scripts/degrade.py"
 

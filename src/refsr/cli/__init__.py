@@ -38,6 +38,17 @@ def _cmd_degrade(args) -> None:
     write_image(args.lr, lr)
 
 
+def _aligner(mode: str):
+    """``--align``: the schema's reference and tiers defaults (min_inliers, max_scale, SIFT)."""
+    from refsr.core.config import defaults
+    from refsr.inference.align import ReferenceAligner
+    from refsr.similarity.local import LocalFeatureMatcher
+
+    ref, tiers = defaults("reference"), defaults("tiers")
+    return ReferenceAligner(mode, min_inliers=ref["min_inliers"], max_scale=ref["max_scale"],
+                            matcher=LocalFeatureMatcher(tiers["local_features"], tiers["ratio"], tiers["ransac_px"]))
+
+
 def _cmd_sr(args) -> None:
     from refsr.core.imageio import MIN_SIDE, check_min_size, read_image, write_image
     from refsr.inference.resolver import SuperResolver
@@ -48,7 +59,8 @@ def _cmd_sr(args) -> None:
     for path, ref in zip(args.ref or [], refs, strict=True):
         check_min_size(ref, path, "reference")
     resolver = SuperResolver(args.checkpoint, model=args.model, device=args.device, max_mb=args.max_mb,
-                             tile=args.tile, pad=args.pad, resize=args.resize, match_mode=args.match_mode)
+                             tile=args.tile, pad=args.pad, resize=args.resize, match_mode=args.match_mode,
+                             aligner=_aligner(args.align))
     if args.stitch and refs:
         from refsr.inference.levels import stitch_references
 
@@ -56,6 +68,8 @@ def _cmd_sr(args) -> None:
     if refs and not resolver.uses_reference:
         print(f"refsr: note: {resolver.name} is a single-image model; --ref ignored", file=sys.stderr)
     write_image(args.out, resolver(lr, refs))
+    if args.align != "none" and resolver.uses_reference:
+        print(f"refsr: alignment: {resolver.align_stats.summary()}", file=sys.stderr)
 
 
 def _json_number(x: float):
@@ -162,6 +176,9 @@ def build_parser() -> Parser:
     s.add_argument("--max-mb", type=positive_float, default=256, help="memory budget of the patch matching (MB)")
     s.add_argument("--match-mode", choices=["exact", "approximate"], default="exact",
                    help="SRNTT patch matching: exact, or approximate (about 10x faster, >= 99%% of exact S*)")
+    s.add_argument("--align", choices=["none", "homography"], default="none",
+                   help="warp each reference into the input's frame by a RANSAC homography first "
+                        "(a poor fit keeps it unwarped; the count is printed)")
     s.add_argument("--tile", type=nonneg_int, default=128, help="LR tile side for the network (0 = whole image)")
     s.add_argument("--pad", type=nonneg_int, default=16, help="LR context pixels around each tile")
     s.add_argument("--resize", choices=["matlab", "pil"], default="matlab")

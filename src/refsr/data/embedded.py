@@ -97,19 +97,29 @@ def _best_direction(center: np.ndarray, shape: tuple[int, int], rng: np.random.R
     return dirs[int(np.argmax(room))]
 
 
-def _warp_window(photo: np.ndarray, center: np.ndarray, side: int, spec: LevelSpec,
-                 rng: np.random.RandomState) -> np.ndarray:
-    """Render a ``side``-square view of ``photo`` around ``center`` as ``spec`` prescribes."""
+def known_view(photo: np.ndarray, center: np.ndarray, side: int, spec: LevelSpec,
+               rng: np.random.RandomState, angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A ``side``-square view of ``photo`` around ``center`` as ``spec`` prescribes, rotated by
+    ``angle`` degrees about its centre, and the homography from view pixels to photo pixels
+    (the known correspondence behind the match-accuracy study)."""
     half = side / spec.scale / 2.0
     cy, cx = center
-    src = np.array([[cx - half, cy - half], [cx + half, cy - half],
-                    [cx + half, cy + half], [cx - half, cy + half]], dtype=np.float64)
+    offsets = np.array([[-half, -half], [half, -half], [half, half], [-half, half]], dtype=np.float64)
+    t = math.radians(angle)
+    offsets = offsets @ np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
+    src = offsets + [cx, cy]
     src += rng.uniform(-1, 1, size=src.shape) * spec.jitter * side / spec.scale
     dst = np.array([[0, 0], [side, 0], [side, side], [0, side]], dtype=np.float64)
     hom = cv2.getPerspectiveTransform(dst.astype(np.float32), src.astype(np.float32))
     out = cv2.warpPerspective(photo, hom, (side, side), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REFLECT_101)
-    return _photometric(out, spec, rng)
+    return _photometric(out, spec, rng), hom
+
+
+def _warp_window(photo: np.ndarray, center: np.ndarray, side: int, spec: LevelSpec,
+                 rng: np.random.RandomState) -> np.ndarray:
+    """Render a ``side``-square view of ``photo`` around ``center`` as ``spec`` prescribes."""
+    return known_view(photo, center, side, spec, rng)[0]
 
 
 def _photometric(img: np.ndarray, spec: LevelSpec, rng: np.random.RandomState) -> np.ndarray:

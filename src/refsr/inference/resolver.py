@@ -21,6 +21,7 @@ from refsr.core.errors import RefsrError
 from refsr.core.imageio import MIN_SIDE, from_tensor, to_tensor
 from refsr.data.resize import down_up, upscale
 from refsr.features.vgg import load_vgg19
+from refsr.inference.align import AlignStats, ReferenceAligner
 from refsr.matching import transfer
 from refsr.models import registry
 from refsr.models.checkpoint import load_checkpoint
@@ -35,7 +36,8 @@ class SuperResolver:
 
     def __init__(self, checkpoint: str | None, model: str | None = None, vgg_weights: str | None = None,
                  device: str = "cpu", max_mb: float = 256, tile: int = 128, pad: int = 16,
-                 scale: int = 4, resize: str = "matlab", match_mode: str = "exact", approx: dict | None = None):
+                 scale: int = 4, resize: str = "matlab", match_mode: str = "exact", approx: dict | None = None,
+                 aligner: ReferenceAligner | None = None):
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
             raise RefsrError("tile", f"must be an integer >= 0 (0 = whole image), got {tile!r}")
         if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
@@ -47,6 +49,9 @@ class SuperResolver:
             raise RefsrError("matching mode", f"must be exact or approximate, got {match_mode!r}")
         self.match_mode, self.approx = match_mode, approx  # SRNTT's patch matching (refsr.matching.match)
         self.device = torch_device(device)
+        # reference.align: each reference warped into LR↑'s frame before Ref↓↑ (refsr.inference.align)
+        self.aligner = aligner or ReferenceAligner("none")
+        self.align_stats = AlignStats()
         self.net = self.vgg = None
         if model == BICUBIC or checkpoint == BICUBIC:
             if checkpoint not in (None, BICUBIC):
@@ -79,12 +84,21 @@ class SuperResolver:
             if min(ref.shape[:2]) < MIN_SIDE:
                 raise RefsrError(f"reference {i + 1}", f"is {ref.shape[1]}x{ref.shape[0]}, smaller than "
                                                        f"one relu3_1 patch ({MIN_SIDE}x{MIN_SIDE})")
-        lr_up = to_tensor(upscale(lr, self.scale, self.resize), self.device)
+        lr_up_img = upscale(lr, self.scale, self.resize)
+        refs = [self._align(lr_up_img, r) for r in refs]
+        lr_up = to_tensor(lr_up_img, self.device)
         refs_t = [to_tensor(r, self.device) for r in refs]
         refs_du = [to_tensor(down_up(r, self.scale, self.resize), self.device) for r in refs]
         _, maps = transfer(lr_up, refs_t, self.vgg, max_mb=self.max_mb, refs_down_up=refs_du,
                            mode=self.match_mode, approx=self.approx)
         return from_tensor(self._tiled(lr_t, maps))
+
+    def _align(self, lr_up: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        a = self.aligner(lr_up, ref)
+        self.align_stats.add(a)
+        if a.status.startswith("fallback"):
+            log.info("reference kept unwarped (%s, %d inliers)", a.status.removeprefix("fallback: "), a.inliers)
+        return a.image
 
     def _run(self, lr: torch.Tensor, maps: dict) -> torch.Tensor:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")

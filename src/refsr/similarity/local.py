@@ -25,17 +25,26 @@ class LocalFeatureMatcher:
             return cv2.ORB_create(nfeatures=4000), cv2.NORM_HAMMING
         raise RefsrError("tiers.local_features", f"unknown detector {self.kind!r} (sift, orb)")
 
-    def score(self, a: np.ndarray, b: np.ndarray) -> int:
+    def homography(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray | None, int]:
+        """RANSAC homography ``H`` mapping pixel coordinates of ``a`` to ``b`` and its inlier count.
+
+        ``H`` is None (0 inliers) when fewer than 4 ratio-test matches survive or RANSAC finds none.
+        """
         det, norm = self._detector()
         ka, da = det.detectAndCompute(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), None)
         kb, db = det.detectAndCompute(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), None)
         if da is None or db is None or len(ka) < 2 or len(kb) < 2:
-            return 0
+            return None, 0
         pairs = cv2.BFMatcher(norm).knnMatch(da, db, k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
         if len(good) < 4:
-            return 0
+            return None, 0
         src = np.float32([ka[m.queryIdx].pt for m in good])
         dst = np.float32([kb[m.trainIdx].pt for m in good])
-        _, mask = cv2.findHomography(src, dst, cv2.RANSAC, self.ransac_px)
-        return int(mask.sum()) if mask is not None else 0
+        h, mask = cv2.findHomography(src, dst, cv2.RANSAC, self.ransac_px)
+        if h is None or mask is None:
+            return None, 0
+        return h, int(mask.sum())
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> int:
+        return self.homography(a, b)[1]

@@ -1,4 +1,4 @@
-"""Rule degrade: the LR (bicubic x1/scale) of every test HR and training input."""
+"""Rule degrade: the LR (bicubic x1/scale, or the realistic pipeline) of every test HR and training input."""
 
 from __future__ import annotations
 
@@ -8,4 +8,4 @@ from refsr.data.lr import write_lr
 
 def main(smk) -> None:
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    write_lr(ds, smk.output[0], smk.params.scale, smk.params.resize)
+    write_lr(ds, smk.output[0], smk.params.scale, smk.params.resize, smk.params.degradation)

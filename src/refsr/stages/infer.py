@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,11 +13,23 @@ from refsr.core.progress import progress
 from refsr.data import read_manifest
 from refsr.data.layout import Dataset
 from refsr.data.lr import lr_path
+from refsr.inference.align import ReferenceAligner
 from refsr.inference.levels import eval_levels, level_images, level_references
 from refsr.inference.resolver import SuperResolver
+from refsr.similarity.local import LocalFeatureMatcher
 from refsr.similarity.tiers import read_tiers
 
 log = logging.getLogger(__name__)
+
+ALIGNMENT_JSON = "alignment.json"  # reference-alignment counts beside a reference model's SR images
+
+
+def make_aligner(cfg: dict, model: str) -> ReferenceAligner:
+    """The validated config's ``reference`` section (``per_model`` over ``align``) as an aligner."""
+    ref, tiers = cfg["reference"], cfg["tiers"]
+    return ReferenceAligner(ref["per_model"].get(model, ref["align"]), min_inliers=ref["min_inliers"],
+                            max_scale=ref["max_scale"],
+                            matcher=LocalFeatureMatcher(tiers["local_features"], tiers["ratio"], tiers["ransac_px"]))
 
 
 def run_inference(ds: Dataset, lr_dir: Path, tiers_csv: Path, resolver: SuperResolver,
@@ -47,6 +60,10 @@ def run_inference(ds: Dataset, lr_dir: Path, tiers_csv: Path, resolver: SuperRes
                     sr = resolver(lr, refs)
                 write_image(tmp / g.name / f"{level}.png", sr)
                 n += 1
+        if resolver.uses_reference:
+            stats = {"model": resolver.name, "align": resolver.aligner.mode, **resolver.align_stats.as_dict()}
+            (tmp / ALIGNMENT_JSON).write_text(json.dumps(stats, indent=1) + "\n")
+            log.info("alignment: %s", resolver.align_stats.summary())
     log.info("wrote %d SR images to %s", n, out_dir)
     return n
 
@@ -58,5 +75,6 @@ def main(smk) -> None:
                              vgg_weights=cfg["vgg19_weights"], device=cfg["device"],
                              max_mb=smk.config["matching"]["max_mb"], tile=cfg["inference"]["tile"],
                              pad=cfg["inference"]["pad"], scale=cfg["scale"], resize=cfg["resize"],
-                             match_mode=cfg["matching"]["mode"], approx=cfg["matching"]["approximate"])
+                             match_mode=cfg["matching"]["mode"], approx=cfg["matching"]["approximate"],
+                             aligner=make_aligner(cfg, smk.wildcards.model))
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output[0], cfg["levels"])
