@@ -23,6 +23,7 @@ rule correspondence:
         scale=config["scale"],
         resize=config["resize"],
         vgg19_weights=config["vgg19_weights"],
+        **correspondence_params(),
     script:
         "../../scripts/correspondence.py"
 
@@ -77,5 +78,6 @@ rule import_weights:
         runtime=30,
     params:
         source=lambda wc: PRETRAINED[wc.model]["source"],
+        recipe=lambda wc: registry.recipe_of(wc.model, config),
     script:
         "../../scripts/import_weights.py"

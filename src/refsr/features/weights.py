@@ -31,6 +31,9 @@ WEIGHTS = {
 #: MD5 of the files whose name carries no hash: the one published for MatConvNet's current
 #: imagenet-vgg-verydeep-19.mat (no SHA-256 is published for it).
 MD5 = {"vgg19_matconvnet": "106118b7cf60435e6d8e04f6a6dc3657"}
+#: What ``download()`` fetches when given no names: the 510 MB MatConvNet file only on request
+#: (or when a config of the official recipe needs it, :func:`needed`).
+DEFAULT = ("vgg19", "lpips_alex")
 
 #: What a message about a missing weight file tells the user to do.
 OFFLINE_HINT = ("run `snakemake download_weights` (or `refsr download-weights`) on a machine "
@@ -60,7 +63,7 @@ def needed(config: Mapping) -> list[str]:
 
 
 def download(names: Iterable[str] | None = None, progress: bool = False) -> dict[str, Path]:
-    """Fetch ``names`` (default: all) into the hub cache unless already there; their paths.
+    """Fetch ``names`` (default: :data:`DEFAULT`) into the hub cache unless already there; their paths.
 
     Downloads are hash-checked (against the file name, as torchvision does, or :data:`MD5`)
     and written atomically (a temporary file renamed into place).
@@ -68,7 +71,7 @@ def download(names: Iterable[str] | None = None, progress: bool = False) -> dict
     import torch.hub
 
     paths = {}
-    for name in list(WEIGHTS) if names is None else list(names):
+    for name in list(DEFAULT) if names is None else list(names):
         url, dst = _url(name), cache_path(name)
         if not dst.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -54,5 +54,6 @@ def main(smk) -> None:
                              vgg_weights=cfg["vgg19_weights"], device=cfg["device"],
                              max_mb=smk.config["matching"]["max_mb"], tile=cfg["inference"]["tile"],
                              pad=cfg["inference"]["pad"], scale=cfg["scale"], resize=cfg["resize"],
-                             match_mode=cfg["matching"]["mode"], approx=cfg["matching"]["approximate"])
+                             match_mode=cfg["matching"]["mode"], approx=cfg["matching"]["approximate"],
+                             vgg_mat=cfg["vgg19_mat"])
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output[0], cfg["levels"])
