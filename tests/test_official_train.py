@@ -194,3 +194,17 @@ def test_released_training_maps_match_an_untrained_network(data, tmp_path):
     a = load_correspondence(tmp_path / "corr" / f"{name}.npz")
     b = load_correspondence(root / "corr" / f"{name}.npz")
     assert a.index.shape == b.index.shape and not torch.equal(a.index, b.index)
+
+
+def test_sisr_training_maps_use_the_trained_checkpoint(data, tmp_path):
+    from refsr.training.data import sisr_upscaler
+
+    ckpt = _parent("srntt_l2", tmp_path / "srresnet.pt")  # an official SRResNet checkpoint
+    up = sisr_upscaler(ckpt)
+    x = torch.rand(1, 3, 6, 7)
+    from refsr.models.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(ckpt)
+    torch.testing.assert_close(up(x), net(x).clamp(0, 1))
+    with pytest.raises(Exception, match="expected srresnet or srgan"):
+        sisr_upscaler(_parent("srntt", tmp_path / "l2.pt"))

@@ -176,7 +176,8 @@ def infer_params(wildcards):
 
 def correspondence_recipe():
     """The recipe of the models that train from the correspondence cache (one cache serves
-    them all, so they must share it: its VGG19 and what it matches follow the recipe)."""
+    them all, so they must share it: its VGG19 and what it matches follow the recipe).
+    """
     recipes = {
         registry.recipe_of(m, config)
         for m in TRAIN_MODELS
@@ -190,9 +191,24 @@ def correspondence_recipe():
     return next(iter(recipes), "refsr")
 
 
+def correspondence_inputs(wildcards):
+    """The training data, and the SISR checkpoint when official.training_maps is sisr."""
+    inputs = {
+        "manifest": f"results/data/{wildcards.dataset}/manifest.csv",
+        "lr": f"results/data/{wildcards.dataset}/lr",
+    }
+    if (
+        correspondence_recipe() == "official"
+        and config["official"]["training_maps"] == "sisr"
+    ):
+        inputs["sisr"] = checkpoint_of("srresnet")
+    return inputs
+
+
 def correspondence_params():
     """What determines the correspondence cache: the VGG19 and, for recipe official, what is
-    matched (official.training_maps; the untrained network's sizes and seed when released)."""
+    matched (official.training_maps; the untrained network's sizes and seed when released).
+    """
     recipe = correspondence_recipe()
     out = {"recipe": recipe, "official": None, "arch": None, "seed": None}
     if recipe == "official":

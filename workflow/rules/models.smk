@@ -5,8 +5,7 @@
 
 rule correspondence:
     input:
-        manifest="results/data/{dataset}/manifest.csv",
-        lr="results/data/{dataset}/lr",
+        unpack(correspondence_inputs),
     output:
         directory("results/correspondence/{dataset}"),
     log:
@@ -20,10 +19,10 @@ rule correspondence:
         mem_mb=4000,
         runtime=120,
     params:
+        **correspondence_params(),
         scale=config["scale"],
         resize=config["resize"],
         vgg19_weights=config["vgg19_weights"],
-        **correspondence_params(),
     script:
         "../../scripts/correspondence.py"
 

@@ -67,8 +67,8 @@ def vgg_sentence(config: Mapping[str, Any]) -> str:
     text = vgg_provenance(config.get("vgg19_weights"))
     if official:
         mat = (config.get("official") or {}).get("vgg19_mat")
-        text = (f"{text} for recipe refsr; for recipe official ({', '.join(official)}): "
-                f"{official_vgg_provenance(mat, config.get('vgg19_weights'))}")
+        own = f"for recipe official ({', '.join(official)}): {official_vgg_provenance(mat, config.get('vgg19_weights'))}"
+        text = f"{text} for recipe refsr; {own}" if uses_vgg - set(official) else own
     if any("perceptual" in specs[m].losses for m in specs):
         text += f"; perceptual loss at {config['loss']['perceptual_layer']}"
     return text

@@ -2,8 +2,9 @@
 
 The VGG19 is the recipe's (``params.recipe`` of the models that train from the cache): torchvision's
 for recipe refsr, the official recipe's for official (:func:`refsr.features.matconvnet.load_official_vgg19`),
-whose ``official.training_maps`` also chooses what is matched (bicubic, or the released script's
-untrained upscaling network, :func:`refsr.training.data.released_upscaler`).
+whose ``official.training_maps`` also chooses what is matched (bicubic; the released script's
+untrained upscaling network, :func:`refsr.training.data.released_upscaler`; or the trained SISR
+model, :func:`refsr.training.data.sisr_upscaler`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from refsr.data import read_manifest
 from refsr.features.matconvnet import load_official_vgg19
 from refsr.features.vgg import load_vgg19
 from refsr.matching import MATCH_LAYER
-from refsr.training.data import build_correspondence_cache, released_upscaler
+from refsr.training.data import build_correspondence_cache, released_upscaler, sisr_upscaler
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ def main(smk) -> None:
         if p.official["training_maps"] == "released":
             upscaler = released_upscaler(p.arch["n_blocks"], p.arch["n_feats"], p.seed)
             log.info("matching the outputs of an untrained official SRResNet, as the released script does")
+        elif p.official["training_maps"] == "sisr":
+            upscaler = sisr_upscaler(smk.input.sisr)
+            log.info("matching the outputs of the trained SISR model %s", smk.input.sisr)
     else:
         vgg = load_vgg19((MATCH_LAYER,), weights=p.vgg19_weights)
     log.info("VGG19: %s", vgg.weights_source)

@@ -109,6 +109,20 @@ def released_upscaler(n_blocks: int, n_feats: int, seed: int):
     return run
 
 
+def sisr_upscaler(checkpoint: str | Path):
+    """A trained SISR checkpoint (``srresnet`` or ``srgan``, any recipe) as ``images [0, 1] ->
+    x4 images [0, 1]``: what the authors say their matching upscaled with (SRNTT issue #13)."""
+    from refsr.models.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(checkpoint, expected=("srresnet", "srgan"))
+
+    def run(images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return net(images).clamp(0, 1)
+
+    return run
+
+
 def _resize_stacked(images: list[np.ndarray], fn, resize: str) -> list[np.ndarray]:
     """``[fn(im) for im in images]`` for equal-size RGB images, in one call for MATLAB resizing."""
     if resize != "matlab" or len(images) == 1:
