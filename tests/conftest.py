@@ -54,21 +54,22 @@ def arch(**overrides) -> dict:
     return {**defaults("arch"), **overrides}
 
 
-def train_config(model: str, **overrides):
-    """:class:`~refsr.training.config.TrainConfig` of ``model`` from the schema's defaults,
-    with fields replaced by ``overrides`` (``arch``/``loss``/``disc`` dicts are merged)."""
+def train_config(model: str, recipe: str = "refsr", **overrides):
+    """:class:`~refsr.training.config.TrainConfig` of ``model`` in ``recipe`` from the schema's
+    defaults, with fields replaced by ``overrides`` (``arch``/``loss``/``disc``/``options``
+    dicts are merged)."""
     import dataclasses
 
-    from refsr.core.config import defaults
+    from refsr.core.config import validate
     from refsr.models import registry
     from refsr.training.config import config_for
 
-    cfg = config_for(model, defaults())
-    for key in ("arch", "loss", "disc"):
+    cfg = config_for(model, validate({"recipe": recipe}))
+    for key in ("arch", "loss", "disc", "options"):
         if key in overrides:
             merged = {**getattr(cfg, key), **overrides.pop(key)}
             if key == "arch":
-                merged = {k: merged[k] for k in registry.get(model).arch_keys}
+                merged = {k: merged[k] for k in registry.get(model, recipe=cfg.recipe).arch_keys}
             overrides[key] = merged
     return dataclasses.replace(cfg, **overrides)
 

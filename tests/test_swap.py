@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from skimage import data
@@ -233,7 +235,11 @@ def test_save_load_roundtrip(tmp_path):
         assert torch.equal(back.index, corr.index) and back.index.dtype == torch.int64
         torch.testing.assert_close(back.score, corr.score, rtol=1e-3, atol=1e-3)
         assert back.ref_shapes == corr.ref_shapes and back.patch == corr.patch
-        assert back.cosine is None
+        torch.testing.assert_close(back.cosine, corr.cosine, rtol=1e-3, atol=1e-3)  # fp16
+    without = dataclasses.replace(corr, cosine=None)  # files without the cosine still load
+    S.save_correspondence(tmp_path / "old.npz", without)
+    assert S.load_correspondence(tmp_path / "old.npz").cosine is None
+    (tmp_path / "old.npz").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.corr", "pair.npz"]  # no temporaries
     assert (tmp_path / "pair.npz").stat().st_size < 16_000  # kilobytes per 160x160 pair
 

@@ -157,10 +157,13 @@ def config_subset(*keys):
     return canonical({key: config[key] for key in keys})
 
 
-def infer_params():
+def infer_params(wildcards):
     """What determines the SR images: the matching's memory budget does not (the stage reads
-    it from the config), the rest of matching and inference does."""
+    it from the config), the rest of matching and inference does; for a reference-based model
+    of recipe official, the MatConvNet VGG19 file too."""
     matching = {k: v for k, v in config["matching"].items() if k != "max_mb"}
+    spec = registry.spec_for(wildcards.model, config)
+    official_vgg = spec.recipe == "official" and spec.uses_reference
     return canonical(
         {
             **config_subset(
@@ -174,8 +177,55 @@ def infer_params():
             ),
             "matching": matching,
             "levels": config["evaluation"]["levels"],
+            "vgg19_mat": config["official"]["vgg19_mat"] if official_vgg else None,
         }
     )
+
+
+def correspondence_recipe():
+    """The recipe of the models that train from the correspondence cache (one cache serves
+    them all, so they must share it: its VGG19 and what it matches follow the recipe).
+    """
+    recipes = {
+        registry.recipe_of(m, config)
+        for m in TRAIN_MODELS
+        if registry.get(m).correspondence
+    }
+    if len(recipes) > 1:
+        sys.exit(
+            "refsr: invalid configuration: config key recipe: the models trained from the "
+            f"correspondence cache run different recipes ({', '.join(sorted(recipes))})"
+        )
+    return next(iter(recipes), "refsr")
+
+
+def correspondence_inputs(wildcards):
+    """The training data, and the SISR checkpoint when official.training_maps is sisr."""
+    inputs = {
+        "manifest": f"results/data/{wildcards.dataset}/manifest.csv",
+        "lr": f"results/data/{wildcards.dataset}/lr",
+    }
+    if (
+        correspondence_recipe() == "official"
+        and config["official"]["training_maps"] == "sisr"
+    ):
+        inputs["sisr"] = checkpoint_of("srresnet")
+    return inputs
+
+
+def correspondence_params():
+    """What determines the correspondence cache: the VGG19 and, for recipe official, what is
+    matched (official.training_maps; the untrained network's sizes and seed when released).
+    """
+    recipe = correspondence_recipe()
+    out = {"recipe": recipe, "official": None, "arch": None, "seed": None}
+    if recipe == "official":
+        official = config["official"]
+        out["official"] = {k: official[k] for k in ("vgg19_mat", "training_maps")}
+        if official["training_maps"] == "released":
+            out["arch"] = {k: config["arch"][k] for k in ("n_blocks", "n_feats")}
+            out["seed"] = config["seed"]
+    return canonical(out)
 
 
 def train_job_params(wildcards):

@@ -18,6 +18,6 @@ rule infer:
         runtime=240,
         gpu=infer_gpu,
     params:
-        config=infer_params(),
+        config=infer_params,
     script:
         "../../scripts/infer.py"

@@ -5,8 +5,7 @@
 
 rule correspondence:
     input:
-        manifest="results/data/{dataset}/manifest.csv",
-        lr="results/data/{dataset}/lr",
+        unpack(correspondence_inputs),
     output:
         directory("results/correspondence/{dataset}"),
     log:
@@ -20,6 +19,7 @@ rule correspondence:
         mem_mb=4000,
         runtime=120,
     params:
+        **correspondence_params(),
         scale=config["scale"],
         resize=config["resize"],
         vgg19_weights=config["vgg19_weights"],
@@ -77,5 +77,6 @@ rule import_weights:
         runtime=30,
     params:
         source=lambda wc: PRETRAINED[wc.model]["source"],
+        recipe=lambda wc: registry.recipe_of(wc.model, config),
     script:
         "../../scripts/import_weights.py"

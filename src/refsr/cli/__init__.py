@@ -228,8 +228,10 @@ def build_parser() -> Parser:
 
     w = sub.add_parser("download-weights", help="fetch the ImageNet weights the pipeline uses into the "
                                                 "torch hub cache (for offline compute nodes); one JSON line")
-    w.add_argument("--only", action="append", choices=["vgg19", "lpips_alex"],
-                   help="fetch only this one (repeat for several); default: all")
+    w.add_argument("--only", action="append", choices=["vgg19", "lpips_alex", "vgg19_matconvnet"],
+                   help="fetch only this one (repeat for several); default: vgg19 and lpips_alex. "
+                        "vgg19_matconvnet is MatConvNet's imagenet-vgg-verydeep-19.mat (510 MB, MD5-checked), "
+                        "the official recipe's VGG19")
     w.add_argument("--quiet", action="store_true", help="no download progress bar")
     w.set_defaults(func=_cmd_download_weights)
 

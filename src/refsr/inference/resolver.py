@@ -1,6 +1,8 @@
 """Inference: super-resolve an LR image with any model (bicubic, SISR, SRNTT), any size.
 
-For SRNTT the correspondence is computed once over the whole image (streamed,
+For SRNTT the correspondence is computed once over the whole image (with the VGG19 of the
+checkpoint's recipe: torchvision's for refsr, the official recipe's for official, see
+:mod:`refsr.features.matconvnet`) (streamed,
 memory-bounded by ``max_mb``) and the swapped maps M are built for the whole
 image; the network then runs over overlapping LR tiles (``tile`` LR pixels plus
 ``pad`` of context on each side), so activation memory stays bounded for large
@@ -20,6 +22,7 @@ from refsr.core.device import torch_device
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import MIN_SIDE, from_tensor, to_tensor
 from refsr.data.resize import down_up, upscale
+from refsr.features.matconvnet import load_official_vgg19
 from refsr.features.vgg import load_vgg19
 from refsr.inference.align import AlignStats, ReferenceAligner
 from refsr.matching import transfer
@@ -37,7 +40,7 @@ class SuperResolver:
     def __init__(self, checkpoint: str | None, model: str | None = None, vgg_weights: str | None = None,
                  device: str = "cpu", max_mb: float = 256, tile: int = 128, pad: int = 16,
                  scale: int = 4, resize: str = "matlab", match_mode: str = "exact", approx: dict | None = None,
-                 aligner: ReferenceAligner | None = None):
+                 aligner: ReferenceAligner | None = None, vgg_mat: str | None = None):
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
             raise RefsrError("tile", f"must be an integer >= 0 (0 = whole image), got {tile!r}")
         if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
@@ -64,8 +67,13 @@ class SuperResolver:
         self.net, ckpt = load_checkpoint(checkpoint, expected=model, map_location="cpu")
         self.net = self.net.to(self.device).eval()
         self.name = ckpt["model"]
+        self.recipe = str(ckpt.get("recipe", registry.get(self.name).recipe))
         if registry.get(self.name).uses_reference:
-            self.vgg = load_vgg19(("relu1_1", "relu2_1", "relu3_1"), weights=vgg_weights, device=self.device)
+            layers = ("relu1_1", "relu2_1", "relu3_1")
+            if self.recipe == "official":  # its maps in the units of the VGG19 it was trained with
+                self.vgg = load_official_vgg19(layers, mat=vgg_mat, weights=vgg_weights, device=self.device)
+            else:
+                self.vgg = load_vgg19(layers, weights=vgg_weights, device=self.device)
 
     @property
     def uses_reference(self) -> bool:

@@ -75,26 +75,29 @@ class Correspondence:
 
 
 def save_correspondence(path: str | Path, corr: Correspondence) -> None:
-    """Write ``corr`` atomically as a compressed ``.npz``: int32 index, fp16 S*, grid shapes.
-
-    ``cosine`` is not stored (training needs only index and S*).
-    """
+    """Write ``corr`` atomically as a compressed ``.npz``: int32 index, fp16 S*, grid shapes,
+    and the fp16 best-match cosine when ``corr`` has it (the official recipe's weighted texture
+    loss uses it; files without it still load)."""
     score = corr.score.detach().cpu().numpy().astype(np.float16)
     if not np.isfinite(score).all():
         raise RefsrError(path, "S* does not fit in float16 (non-finite after conversion)")
     arrays = dict(index=corr.index.cpu().numpy().astype(np.int32), score=score,
                   ref_shapes=np.asarray(corr.ref_shapes, dtype=np.int32).reshape(-1, 2),
                   patch=np.int32(corr.patch), version=np.int32(_FORMAT_VERSION))
+    if corr.cosine is not None:
+        arrays["cosine"] = corr.cosine.detach().cpu().numpy().astype(np.float16)
     # Writing through a file object stops numpy from appending ".npz" to the temporary name.
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
 
 
 def load_correspondence(path: str | Path, device: str | torch.device = "cpu") -> Correspondence:
-    """Read a file written by :func:`save_correspondence` (``cosine`` is ``None``)."""
+    """Read a file written by :func:`save_correspondence` (``cosine`` is ``None`` when the
+    file has none)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {key: z[key] for key in ("index", "score", "ref_shapes", "patch", "version")}
+            cosine = z["cosine"] if "cosine" in z.files else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise RefsrError(path, f"not a readable correspondence file ({type(err).__name__}: {err})") from None
     if int(arrays["version"]) != _FORMAT_VERSION:
@@ -104,8 +107,10 @@ def load_correspondence(path: str | Path, device: str | torch.device = "cpu") ->
     corr = Correspondence(index=torch.from_numpy(index.astype(np.int64)).to(device),
                           score=torch.from_numpy(score.astype(np.float32)).to(device),
                           ref_shapes=tuple((int(h), int(w)) for h, w in shapes.reshape(-1, 2)),
-                          patch=int(arrays["patch"]))
-    if index.ndim != 2 or score.shape != index.shape or not corr.ref_shapes:
+                          patch=int(arrays["patch"]),
+                          cosine=None if cosine is None else torch.from_numpy(cosine.astype(np.float32)).to(device))
+    if index.ndim != 2 or score.shape != index.shape or not corr.ref_shapes or \
+            (cosine is not None and cosine.shape != index.shape):
         raise RefsrError(path, f"inconsistent shapes: index {index.shape}, score {score.shape}")
     if index.size and (index.min() < 0 or index.max() >= corr.offsets[-1]):
         raise RefsrError(path, "patch index out of range for the stored reference grids")

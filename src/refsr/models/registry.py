@@ -80,6 +80,10 @@ _TEXTURE_GAN = ("reconstruction", "perceptual", "texture", "adversarial")
 #: Keys of the ``arch`` section that SRResNet and SRNTT take.
 _SRRESNET_KEYS = ("n_blocks", "n_feats", "residual_over_bicubic", "res_scale")
 _SRNTT_KEYS = ("n_blocks", "n_feats", "n_blocks_transfer", "residual_over_bicubic", "res_scale")
+#: The official recipe's networks take only sizes (no residual over bicubic, no branch scaling).
+_OFFICIAL_SISR_KEYS = ("n_blocks", "n_feats")
+_OFFICIAL_SRNTT_KEYS = ("n_blocks", "n_feats", "n_blocks_transfer")
+_OFFICIAL_TRAINER = "refsr.training.official:OfficialTrainer"
 
 #: Every (model, recipe), in the order tables and figures list the models; a model's first
 #: entry is its default recipe.
@@ -95,6 +99,21 @@ _ENTRIES: tuple[ModelSpec, ...] = (
                   correspondence=True),
         ModelSpec("srntt", REFERENCE_BASED, "SRNTT", "refsr.models.srntt:SRNTT",
                   arch_keys=_SRNTT_KEYS, parent="srntt_l2", init="full", losses=_TEXTURE_GAN, correspondence=True),
+        # Recipe official: the released SRNTT (ZZUTK/SRNTT) point by point, see
+        # refsr.models.srntt_official and refsr.training.official.
+        ModelSpec("srresnet", SINGLE_IMAGE, "SRResNet", "refsr.models.srntt_official:SRResNetOfficial",
+                  arch_keys=_OFFICIAL_SISR_KEYS, losses=("reconstruction",), trainer=_OFFICIAL_TRAINER,
+                  recipe="official"),
+        ModelSpec("srgan", SINGLE_IMAGE, "SRGAN", "refsr.models.srntt_official:SRResNetOfficial",
+                  arch_keys=_OFFICIAL_SISR_KEYS, parent="srresnet", init="full",
+                  losses=("reconstruction", "perceptual", "adversarial"), trainer=_OFFICIAL_TRAINER,
+                  recipe="official"),
+        ModelSpec("srntt_l2", REFERENCE_BASED, "SRNTT-\u21132", "refsr.models.srntt_official:SRNTTOfficial",
+                  arch_keys=_OFFICIAL_SRNTT_KEYS, parent="srresnet", init="content_extractor",
+                  losses=("reconstruction",), correspondence=True, trainer=_OFFICIAL_TRAINER, recipe="official"),
+        ModelSpec("srntt", REFERENCE_BASED, "SRNTT", "refsr.models.srntt_official:SRNTTOfficial",
+                  arch_keys=_OFFICIAL_SRNTT_KEYS, parent="srntt_l2", init="full", losses=_TEXTURE_GAN,
+                  correspondence=True, trainer=_OFFICIAL_TRAINER, recipe="official"),
 )
 
 #: model name -> recipe -> spec.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from refsr.evaluation.protocol import protocol_from_config
+from refsr.features.matconvnet import official_vgg_provenance
 from refsr.features.vgg import resolve_source
 from refsr.models import registry
 
@@ -54,6 +55,23 @@ def vgg_provenance(weights: str | os.PathLike | None = None) -> str:
     if path.is_file():
         return f"{path.name} ({origin}, sha256 {_sha256_12(path)})"
     return f"{source} ({origin})"
+
+
+def vgg_sentence(config: Mapping[str, Any]) -> str:
+    """The VGG19 of every recipe in use, and the layer of the perceptual loss when a listed
+    model trains with one (what the losses used, say the captions)."""
+    recipes = {m: registry.recipe_of(m, config) for m in config["models"]}
+    specs = {m: registry.get(m, recipe=r or None) for m, r in recipes.items()}
+    uses_vgg = {m for m, s in specs.items() if s.uses_reference or {"perceptual", "texture"} & set(s.losses)}
+    official = sorted(m for m in uses_vgg if recipes[m] == "official")
+    text = vgg_provenance(config.get("vgg19_weights"))
+    if official:
+        mat = (config.get("official") or {}).get("vgg19_mat")
+        own = f"for recipe official ({', '.join(official)}): {official_vgg_provenance(mat, config.get('vgg19_weights'))}"
+        text = f"{text} for recipe refsr; {own}" if uses_vgg - set(official) else own
+    if any("perceptual" in specs[m].losses for m in specs):
+        text += f"; perceptual loss at {config['loss']['perceptual_layer']}"
+    return text
 
 
 def lpips_provenance(sidecars: Iterable[Mapping[str, Any]]) -> tuple[str, bool]:
@@ -122,7 +140,7 @@ def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
     for (ds, _), df in evals.items():
         datasets[ds] = max(datasets.get(ds, 0), int(df["image"].nunique()))
     prov = Provenance(protocol=protocol_from_config(config).describe(),
-                      vgg19=vgg_provenance(config.get("vgg19_weights")), lpips=lp_text,
+                      vgg19=vgg_sentence(config), lpips=lp_text,
                       commit=git_commit(repo_dir), config_hash=config_hash(config),
                       datasets=datasets,
                       recipes={m: registry.recipe_of(m, config) for m in config["models"]})

@@ -9,23 +9,32 @@ import tempfile
 from pathlib import Path
 
 from refsr.core.errors import RefsrError
+from refsr.models.checkpoint import read_checkpoint
 from refsr.models.importers import import_weights
 
 log = logging.getLogger(__name__)
 
 
-def import_one(model: str, source: str, src: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Convert ``src`` with importer ``source`` and move ``model``'s checkpoint to ``out``."""
+def import_one(model: str, source: str, src: str | os.PathLike, out: str | os.PathLike,
+               recipe: str | None = None) -> Path:
+    """Convert ``src`` with importer ``source`` and move ``model``'s checkpoint to ``out``; with
+    ``recipe`` (the one the config gives ``model``), a checkpoint of another recipe is a one-line
+    error (the tables would name the wrong recipe)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".import-", dir=out.parent) as tmp:
         written = import_weights(source, src, tmp)
         if model not in written:
             raise RefsrError(src, f"{source} weights hold no {model} (they give {', '.join(written) or 'nothing'})")
+        if recipe is not None:
+            got = str(read_checkpoint(written[model])["recipe"])
+            if got != recipe:
+                raise RefsrError(src, f"{model} weights of recipe {got}, but the config runs {model} in recipe "
+                                      f"{recipe} (set config key recipe: {got})")
         os.replace(written[model], out)
     log.info("imported %s from %s (%s)", model, src, source)
     return out
 
 
 def main(smk) -> None:
-    import_one(smk.wildcards.model, smk.params.source, smk.input[0], smk.output[0])
+    import_one(smk.wildcards.model, smk.params.source, smk.input[0], smk.output[0], recipe=smk.params.recipe)

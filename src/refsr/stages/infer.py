@@ -76,5 +76,5 @@ def main(smk) -> None:
                              max_mb=smk.config["matching"]["max_mb"], tile=cfg["inference"]["tile"],
                              pad=cfg["inference"]["pad"], scale=cfg["scale"], resize=cfg["resize"],
                              match_mode=cfg["matching"]["mode"], approx=cfg["matching"]["approximate"],
-                             aligner=make_aligner(cfg, smk.wildcards.model))
+                             aligner=make_aligner(cfg, smk.wildcards.model), vgg_mat=cfg["vgg19_mat"])
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output[0], cfg["levels"])

@@ -32,6 +32,7 @@ class TrainConfig:
     lr: float
     seed: int
     disc: dict
+    options: dict
     checkpoint_every: int
     log_every: int
     max_mb: float
@@ -58,16 +59,35 @@ def loss_for(model: str, loss: Mapping, recipe: str | None = None) -> dict:
     return {k: loss[k] for k in keys}
 
 
+def recipe_options(model: str, config: Mapping, recipe: str | None = None) -> dict:
+    """The recipe's own training keys that ``model`` uses (the config's ``official`` section for
+    recipe official: the MatConvNet VGG19 file if it needs a VGG, the texture weight map if it
+    has a texture term, the learning-rate decay if it has a critic); ``{}`` for recipe refsr."""
+    spec = registry.get(model, recipe=recipe)
+    if spec.recipe != "official":
+        return {}
+    official, out = config["official"], {}
+    if spec.correspondence or {"perceptual", "texture"} & set(spec.losses):
+        out["vgg19_mat"] = official["vgg19_mat"]
+    if "texture" in spec.losses:
+        out["texture_weight_map"] = bool(official["texture_weight_map"])
+    if "adversarial" in spec.losses:
+        out["lr_decay"] = official["lr_decay"]
+    return out
+
+
 def config_for(model: str, config: Mapping) -> TrainConfig:
     """The :class:`TrainConfig` of ``model`` from the (validated) pipeline config."""
     t = config["train"]
     spec = registry.spec_for(model, config)
     adversarial = "adversarial" in spec.losses
+    critic = config["official"]["discriminator"] if spec.recipe == "official" else config["discriminator"]
     return TrainConfig(model=model, recipe=spec.recipe, arch=registry.arch_config(model, config),
                        loss=loss_for(model, config["loss"], spec.recipe),
                        iterations=int(t["iterations"][model]), batch_size=int(t["batch_size"]),
                        lr=float(t["lr"]), seed=int(config["seed"]),
-                       disc=dict(config["discriminator"]) if adversarial else {},
+                       disc=dict(critic) if adversarial else {},
+                       options=recipe_options(model, config, spec.recipe),
                        checkpoint_every=int(t["checkpoint_every"]), log_every=int(t["log_every"]),
                        max_mb=float(config["matching"]["max_mb"]), device=config["device"])
 

@@ -21,7 +21,7 @@ from refsr.core.imageio import MIN_SIDE, read_image, to_tensor
 from refsr.core.progress import progress
 from refsr.data.layout import Dataset
 from refsr.data.lr import lr_path
-from refsr.data.resize import down_up, modcrop, upscale
+from refsr.data.resize import degrade, down_up, modcrop, upscale
 from refsr.matching import (
     Correspondence,
     extract_features,
@@ -38,7 +38,8 @@ def correspondence_path(corr_dir: Path, pair: str) -> Path:
 
 
 def build_correspondence_cache(ds: Dataset, lr_dir: Path, out_dir: Path, vgg, scale: int = 4,
-                               resize: str = "matlab", max_mb: float = 256, batch_size: int = 16) -> int:
+                               resize: str = "matlab", max_mb: float = 256, batch_size: int = 16,
+                               upscaler=None) -> int:
     """Match every training pair once (relu3_1 indices int32 + S* fp16) into ``out_dir``.
 
     Pairs are taken ``batch_size`` at a time; those of equal LR and reference size share one
@@ -46,6 +47,11 @@ def build_correspondence_cache(ds: Dataset, lr_dir: Path, out_dir: Path, vgg, sc
     the channel axis) and one VGG pass for LR↑ and one for Ref↓↑. Each pair is then matched
     as :func:`refsr.matching.correspond` would. Returns the total bytes written. ``out_dir``
     appears only when complete.
+
+    ``upscaler`` (a callable on ``N x 3 x h x w`` images in [0, 1], ``x scale``) replaces the bicubic
+    upscaling: the content is then φ(upscaler(LR)) and the candidates φ(upscaler(Ref↓)), what the
+    released ``offline_patchMatch_textureSwap.py`` does with its upscaling network
+    (:func:`released_upscaler`).
     """
     pairs = list(ds.train)
     batch_size = max(1, int(batch_size))
@@ -63,10 +69,18 @@ def build_correspondence_cache(ds: Dataset, lr_dir: Path, out_dir: Path, vgg, sc
                                                f"one 3x3 patch at relu3_1 ({MIN_SIDE}x{MIN_SIDE} px)")
                 groups.setdefault((lr.shape, ref.shape), []).append(i)
             for members in groups.values():
-                lr_up = _resize_stacked([lrs[i] for i in members], lambda im: upscale(im, scale, resize), resize)
-                ref_du = _resize_stacked([refs[i] for i in members], lambda im: down_up(im, scale, resize), resize)
-                content = extract_features(vgg, torch.cat([to_tensor(x) for x in lr_up]), ("relu3_1",))["relu3_1"]
-                cands = extract_features(vgg, torch.cat([to_tensor(x) for x in ref_du]), ("relu3_1",))["relu3_1"]
+                if upscaler is None:
+                    lr_up = _resize_stacked([lrs[i] for i in members], lambda im: upscale(im, scale, resize), resize)
+                    ref_du = _resize_stacked([refs[i] for i in members], lambda im: down_up(im, scale, resize), resize)
+                    lr_up_t = torch.cat([to_tensor(x) for x in lr_up])
+                    ref_du_t = torch.cat([to_tensor(x) for x in ref_du])
+                else:
+                    ref_lr = _resize_stacked([refs[i] for i in members], lambda im: degrade(im, scale, resize)[1], resize)
+                    with torch.no_grad():
+                        lr_up_t = upscaler(torch.cat([to_tensor(lrs[i]) for i in members]))
+                        ref_du_t = upscaler(torch.cat([to_tensor(x) for x in ref_lr]))
+                content = extract_features(vgg, lr_up_t, ("relu3_1",))["relu3_1"]
+                cands = extract_features(vgg, ref_du_t, ("relu3_1",))["relu3_1"]
                 for j, i in enumerate(members):
                     corr = match(content[j], [cands[j]], patch=3, max_mb=max_mb)
                     path = correspondence_path(tmp, chunk[i].name)
@@ -75,6 +89,38 @@ def build_correspondence_cache(ds: Dataset, lr_dir: Path, out_dir: Path, vgg, sc
     n = max(1, len(pairs))
     log.info("cached %d correspondences, %.0f bytes per pair on average", len(pairs), total / n)
     return total
+
+
+def released_upscaler(n_blocks: int, n_feats: int, seed: int):
+    """The released offline script's upscaling network as it runs there: an official SRResNet
+    (:class:`refsr.models.srntt_official.SRResNetOfficial`) with the released random
+    initialisation, never trained (the script runs ``global_variables_initializer`` and loads no
+    weights), in inference mode; seeded by ``seed``. Returns ``images [0, 1] -> x4 images [0, 1]``."""
+    from refsr.models.srntt_official import SRResNetOfficial
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = SRResNetOfficial(n_blocks=n_blocks, n_feats=n_feats).eval()
+
+    def run(images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return net(images)
+
+    return run
+
+
+def sisr_upscaler(checkpoint: str | Path):
+    """A trained SISR checkpoint (``srresnet`` or ``srgan``, any recipe) as ``images [0, 1] ->
+    x4 images [0, 1]``: what the authors say their matching upscaled with (SRNTT issue #13)."""
+    from refsr.models.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(checkpoint, expected=("srresnet", "srgan"))
+
+    def run(images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return net(images).clamp(0, 1)
+
+    return run
 
 
 def _resize_stacked(images: list[np.ndarray], fn, resize: str) -> list[np.ndarray]:

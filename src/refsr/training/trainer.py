@@ -98,7 +98,11 @@ def _initialise(model, name: str, init_ckpt: str | None, recipe: str | None = No
     parent, mode = spec.parent, spec.init
     if init_ckpt is None:
         raise RefsrError(name, f"needs the trained {parent} checkpoint to start from")
-    src, _ = load_checkpoint(init_ckpt, expected=parent)
+    src, ckpt = load_checkpoint(init_ckpt, expected=parent)
+    theirs = str(ckpt.get("recipe", registry.get(parent).recipe))
+    if theirs != spec.recipe:
+        raise RefsrError(init_ckpt, f"checkpoint of {parent} in recipe {theirs}, but {name} trains in "
+                                    f"recipe {spec.recipe}: its parent must be of the same recipe")
     if mode == "content_extractor":
         model.load_content_extractor(src.state_dict(), source=str(init_ckpt))
     else:
@@ -235,7 +239,7 @@ class Trainer:
             row = self.step(it)
             self.iteration = it + 1
             elapsed = time.perf_counter() - t0
-            row.update({"iteration": self.iteration, "lr": cfg.lr,
+            row.update({"iteration": self.iteration, "lr": row.get("lr", cfg.lr),
                         "it_per_s": (self.iteration - done_at_start) / max(elapsed, 1e-9)})
             self.rows.append(row)
             if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:

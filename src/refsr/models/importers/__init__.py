@@ -19,6 +19,7 @@ from refsr.core.errors import RefsrError
 #: source name -> ``"module:function(src, out_dir) -> {model: path}"``.
 IMPORTERS: dict[str, str] = {
     "refsr": "refsr.models.importers.refsr:import_checkpoint",
+    "srntt-official": "refsr.models.importers.srntt_official:import_released",
 }
 
 
