@@ -113,12 +113,12 @@ def delta_figure(frame: pd.DataFrame, levels: Sequence[str]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6), squeeze=False)
     for ax, m in zip(axes[0], METRICS, strict=True):
         for (ds, vname), part in frame.groupby(["dataset", "variant"], sort=False):
             part = part.set_index("level").reindex([lv for lv in levels if lv in set(part["level"])])
             ax.plot(range(len(part)), part[f"d_{m}"], marker="o", label=f"{vname} ({ds})")
-            ax.set_xticks(range(len(part)), list(part.index))
+            ax.set_xticks(range(len(part)), list(part.index), rotation=45, ha="right", fontsize=8)
         ax.axhline(0, color="0.5", lw=0.8)
         better = "higher" if HIGHER_IS_BETTER[m] else "lower"
         ax.set_title(f"Δ {m.upper() if m == 'psnr' else m} ({better} is better)")
