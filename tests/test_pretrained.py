@@ -75,3 +75,44 @@ def test_dag_imports_instead_of_training(tmp_path):
     assert proc.returncode == 0, out
     assert "rule import_weights:" in out and "rule train:" not in out and "rule correspondence:" not in out
     assert "results/imported/srntt/checkpoint.pt" in out
+
+
+def test_released_srntt_weights_need_the_official_recipe():
+    with pytest.raises(RefsrError, match="srntt-official gives srntt weights of recipe official"):
+        importers.check_config(validate({"pretrained": {"srntt": {"source": "srntt-official", "path": "SRNTT"}}}))
+    importers.check_config(validate({"recipe": "official",
+                                     "pretrained": {"srntt": {"source": "srntt-official", "path": "SRNTT"}}}))
+
+
+def test_import_stage_refuses_a_checkpoint_of_another_recipe(tmp_path):
+    src = _checkpoint(tmp_path / "mine.pt", "srntt")  # recipe refsr
+    with pytest.raises(RefsrError, match="srntt weights of recipe refsr, but the config runs srntt in recipe official"):
+        import_one("srntt", "refsr", src, tmp_path / "imported" / "checkpoint.pt", recipe="official")
+    assert not (tmp_path / "imported" / "checkpoint.pt").exists()
+
+
+def _dry_run(tmp_path, **overrides):
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    cfg = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    cfg.update(overrides)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"),
+                           "-d", str(tmp_path), "--configfile", str(tmp_path / "c.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_dag_evaluates_the_released_weights(tmp_path):
+    released = tmp_path / "SRNTT"
+    released.mkdir()
+    given = {m: {"source": "srntt-official", "path": str(released)} for m in ("srresnet", "srntt_l2", "srntt")}
+    out = _dry_run(tmp_path, recipe="official", models=["bicubic", "srresnet", "srntt_l2", "srntt"],
+                   pretrained=given)
+    assert out.count("rule import_weights:") == 3 and "rule train:" not in out and "rule correspondence:" not in out
+
+
+def test_dag_sisr_training_maps_wait_for_the_sisr_model(tmp_path):
+    out = _dry_run(tmp_path, recipe="official", official={"training_maps": "sisr"})
+    corr = out[out.index("rule correspondence:"):]
+    assert "results/models/srresnet/checkpoint.pt" in corr[:corr.index("output:")]

@@ -23,6 +23,10 @@ IMPORTERS: dict[str, str] = {
 }
 
 
+#: Sources whose weights are of one recipe (``refsr`` keeps the checkpoint's own).
+SOURCE_RECIPE: dict[str, str] = {"srntt-official": "official"}
+
+
 def check_source(source: str, where: str = "source") -> None:
     """A one-line error naming ``where`` unless ``source`` is a known importer (no import)."""
     if source not in IMPORTERS:
@@ -30,9 +34,17 @@ def check_source(source: str, where: str = "source") -> None:
 
 
 def check_config(config) -> None:
-    """Every ``pretrained.<model>.source`` of a validated config names a known importer."""
+    """Every ``pretrained.<model>.source`` of a validated config names a known importer whose
+    weights are of the recipe the config runs that model in."""
+    from refsr.models import registry
+
     for name, spec in config.get("pretrained", {}).items():
-        check_source(spec["source"], where=f"config key pretrained.{name}.source")
+        where = f"config key pretrained.{name}.source"
+        check_source(spec["source"], where=where)
+        wanted = SOURCE_RECIPE.get(spec["source"])
+        if wanted is not None and registry.recipe_of(name, config) != wanted:
+            raise RefsrError(where, f"{spec['source']} gives {name} weights of recipe {wanted}, but the config "
+                                    f"runs {name} in recipe {registry.recipe_of(name, config)} (set recipe: {wanted})")
 
 
 def importer(source: str, where: str = "source") -> Callable[[Path, Path], dict[str, Path]]:
