@@ -209,7 +209,15 @@ def correspondence_inputs(wildcards):
         correspondence_recipe() == "official"
         and config["official"]["training_maps"] == "sisr"
     ):
-        inputs["sisr"] = checkpoint_of("srresnet")
+        # the SISR content extractor: the model the correspondence-trained models start from
+        inputs["sisr"] = checkpoint_of(
+            next(
+                registry.get(m).parent
+                for m in registry.names()
+                if registry.get(m).correspondence
+                and registry.get(m).init == "content_extractor"
+            )
+        )
     return inputs
 
 
