@@ -151,15 +151,23 @@ def swap(corr: Correspondence, ref_feats: list[dict[str, Tensor]],
     return out
 
 
-@torch.no_grad()
 def swap_batch(corrs: list[Correspondence], ref_feats: dict[str, Tensor],
-               out_hw: tuple[int, int] | None = None, max_mb: float = 256) -> dict[str, Tensor]:
+               out_hw: tuple[int, int] | None = None, max_mb: float = 256,
+               differentiable: bool = False) -> dict[str, Tensor]:
     """:func:`swap` for a batch: sample ``b`` has one reference, ``ref_feats[layer][b]``.
 
     ``ref_feats``: layer -> ``B x C x Hm x Wm``; all correspondences must share their size
     and reference shape (a training batch). Returns layer -> ``B x C x h x w``, equal to
-    stacking :func:`swap` of each sample, in one stitching call per layer.
+    stacking :func:`swap` of each sample, in one stitching call per layer. With
+    ``differentiable`` gradients flow from the maps back into ``ref_feats`` (the indices stay
+    constants): TTSR trains its texture extractor through the transferred textures.
     """
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        return _swap_batch(corrs, ref_feats, out_hw, max_mb)
+
+
+def _swap_batch(corrs: list[Correspondence], ref_feats: dict[str, Tensor],
+                out_hw: tuple[int, int] | None, max_mb: float) -> dict[str, Tensor]:
     if not corrs:
         raise ValueError("swap_batch needs at least one correspondence")
     first = corrs[0]
