@@ -32,7 +32,10 @@ KINDS = (INTERPOLATION, SINGLE_IMAGE, REFERENCE_BASED)
 #: What a model takes from its parent: every weight, or only the content extractor.
 INIT_MODES = ("full", "content_extractor")
 #: Loss terms a model can train with (see :mod:`refsr.training.losses`).
-LOSS_TERMS = ("reconstruction", "perceptual", "texture", "adversarial")
+LOSS_TERMS = ("reconstruction", "perceptual", "texture", "transferal", "adversarial")
+#: Where a reference-based model's textures come from: VGG19 maps swapped by refsr's matching
+#: before the network runs (SRNTT), or the network's own learned extractor and search (TTSR).
+TEXTURES = ("swapped", "learned")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class ModelSpec:
     * ``correspondence``: whether training needs the correspondence cache (reference-based).
     * ``trainer``: ``"module:Class"`` of its training loop (see
       :class:`refsr.training.trainer.Trainer` for the interface a training method provides).
+    * ``loss_section``: the config section holding its loss weights (``loss``, or its own).
+    * ``textures``: for a reference-based model, :data:`TEXTURES`.
     """
 
     name: str
@@ -60,8 +65,11 @@ class ModelSpec:
     correspondence: bool = False
     trainer: str = "refsr.training.trainer:Trainer"
     recipe: str = "refsr"
+    loss_section: str = "loss"
+    textures: str = "swapped"
 
     def __post_init__(self) -> None:
+        assert self.textures in TEXTURES, self.textures
         assert self.kind in KINDS, self.kind
         assert self.init in (None, *INIT_MODES), self.init
         assert (self.parent is None) == (self.init is None), self.name
@@ -84,6 +92,10 @@ _SRNTT_KEYS = ("n_blocks", "n_feats", "n_blocks_transfer", "residual_over_bicubi
 _OFFICIAL_SISR_KEYS = ("n_blocks", "n_feats")
 _OFFICIAL_SRNTT_KEYS = ("n_blocks", "n_feats", "n_blocks_transfer")
 _OFFICIAL_TRAINER = "refsr.training.official:OfficialTrainer"
+#: TTSR (researchmm/TTSR) as released: its sizes and losses in the config's ``ttsr`` section.
+_TTSR = dict(architecture="refsr.models.ttsr:TTSR", arch_section="ttsr.arch",
+             arch_keys=("n_blocks", "n_feats", "res_scale"), trainer="refsr.training.ttsr:TTSRTrainer",
+             recipe="official", loss_section="ttsr.loss", textures="learned")
 
 #: Every (model, recipe), in the order tables and figures list the models; a model's first
 #: entry is its default recipe.
@@ -114,13 +126,18 @@ _ENTRIES: tuple[ModelSpec, ...] = (
         ModelSpec("srntt", REFERENCE_BASED, "SRNTT", "refsr.models.srntt_official:SRNTTOfficial",
                   arch_keys=_OFFICIAL_SRNTT_KEYS, parent="srntt_l2", init="full", losses=_TEXTURE_GAN,
                   correspondence=True, trainer=_OFFICIAL_TRAINER, recipe="official"),
+        # TTSR and TTSR-rec, trained from scratch as released (TTSR's first iterations are
+        # reconstruction-only: ttsr.init_iterations), see refsr.models.ttsr, refsr.training.ttsr.
+        ModelSpec("ttsr_rec", REFERENCE_BASED, "TTSR-rec", losses=("reconstruction",), **_TTSR),
+        ModelSpec("ttsr", REFERENCE_BASED, "TTSR",
+                  losses=("reconstruction", "perceptual", "transferal", "adversarial"), **_TTSR),
 )
 
 #: model name -> recipe -> spec.
 RECIPES: dict[str, dict[str, ModelSpec]] = {}
 for _spec in _ENTRIES:
     RECIPES.setdefault(_spec.name, {})[_spec.recipe] = _spec
-_SHARED = ("kind", "label", "parent", "correspondence")
+_SHARED = ("kind", "label", "parent", "correspondence", "textures")
 for _name, _variants in RECIPES.items():
     _first = next(iter(_variants.values()))
     assert all(getattr(v, f) == getattr(_first, f) for v in _variants.values() for f in _SHARED), _name
@@ -201,7 +218,7 @@ def arch_config(name: str, config: Mapping) -> dict:
     node = config
     for part in spec.arch_section.split("."):
         node = node[part]
-    return {k: node[k] for k in spec.arch_keys}
+    return {k: (list(node[k]) if isinstance(node[k], (list, tuple)) else node[k]) for k in spec.arch_keys}
 
 
 def check_config(config: Mapping) -> None:

@@ -20,11 +20,12 @@ from refsr.core.errors import RefsrError
 IMPORTERS: dict[str, str] = {
     "refsr": "refsr.models.importers.refsr:import_checkpoint",
     "srntt-official": "refsr.models.importers.srntt_official:import_released",
+    "ttsr-official": "refsr.models.importers.ttsr_official:import_released",
 }
 
 
 #: Sources whose weights are of one recipe (``refsr`` keeps the checkpoint's own).
-SOURCE_RECIPE: dict[str, str] = {"srntt-official": "official"}
+SOURCE_RECIPE: dict[str, str] = {"srntt-official": "official", "ttsr-official": "official"}
 
 
 def check_source(source: str, where: str = "source") -> None:
