@@ -63,14 +63,20 @@ def vgg_sentence(config: Mapping[str, Any]) -> str:
     recipes = {m: registry.recipe_of(m, config) for m in config["models"]}
     specs = {m: registry.get(m, recipe=r or None) for m, r in recipes.items()}
     uses_vgg = {m for m, s in specs.items() if s.uses_reference or {"perceptual", "texture"} & set(s.losses)}
+    learned = sorted(m for m in uses_vgg if specs[m].textures == "learned")
+    uses_vgg -= set(learned)  # TTSR: torchvision's VGG19 initialises its texture extractor
     official = sorted(m for m in uses_vgg if recipes[m] == "official")
     text = vgg_provenance(config.get("vgg19_weights"))
     if official:
         mat = (config.get("official") or {}).get("vgg19_mat")
         own = f"for recipe official ({', '.join(official)}): {official_vgg_provenance(mat, config.get('vgg19_weights'))}"
         text = f"{text} for recipe refsr; {own}" if uses_vgg - set(official) else own
-    if any("perceptual" in specs[m].losses for m in specs):
+    if any("perceptual" in specs[m].losses for m in specs if m not in learned):
         text += f"; perceptual loss at {config['loss']['perceptual_layer']}"
+    if learned:
+        text += f"; {', '.join(learned)}: texture extractor initialised from {vgg_provenance(config.get('vgg19_weights'))}"
+        if any("perceptual" in specs[m].losses for m in learned):
+            text += f", perceptual loss at {config['ttsr']['loss']['perceptual_layer']}"
     return text
 
 

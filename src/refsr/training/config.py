@@ -59,11 +59,31 @@ def loss_for(model: str, loss: Mapping, recipe: str | None = None) -> dict:
     return {k: loss[k] for k in keys}
 
 
+def section(config: Mapping, dotted: str) -> Mapping:
+    """The config section at a dotted path (``"ttsr.loss"``)."""
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+#: Keys of the ``ttsr`` section its training loop reads (``init_iterations`` only with more
+#: terms than reconstruction: TTSR-rec has no reconstruction-only phase).
+TTSR_TRAIN_KEYS = ("lr_lte", "lr_critic", "critic_steps")
+
+
 def recipe_options(model: str, config: Mapping, recipe: str | None = None) -> dict:
     """The recipe's own training keys that ``model`` uses (the config's ``official`` section for
     recipe official: the MatConvNet VGG19 file if it needs a VGG, the texture weight map if it
     has a texture term, the learning-rate decay if it has a critic); ``{}`` for recipe refsr."""
     spec = registry.get(model, recipe=recipe)
+    if spec.textures == "learned":  # TTSR: its own section, and the resizing of LR↑ and Ref↓↑
+        ttsr = config["ttsr"]
+        out = {k: ttsr[k] for k in TTSR_TRAIN_KEYS if "adversarial" in spec.losses or k == "lr_lte"}
+        if len(spec.losses) > 1:
+            out["init_iterations"] = int(ttsr["init_iterations"])
+        out["resize"] = config["resize"]
+        return out
     if spec.recipe != "official":
         return {}
     official, out = config["official"], {}
@@ -82,8 +102,10 @@ def config_for(model: str, config: Mapping) -> TrainConfig:
     spec = registry.spec_for(model, config)
     adversarial = "adversarial" in spec.losses
     critic = config["official"]["discriminator"] if spec.recipe == "official" else config["discriminator"]
+    if spec.textures == "learned":
+        critic = {}  # TTSR's released critic takes only the HR crop size, read from the data
     return TrainConfig(model=model, recipe=spec.recipe, arch=registry.arch_config(model, config),
-                       loss=loss_for(model, config["loss"], spec.recipe),
+                       loss=loss_for(model, section(config, spec.loss_section), spec.recipe),
                        iterations=int(t["iterations"][model]), batch_size=int(t["batch_size"]),
                        lr=float(t["lr"]), seed=int(config["seed"]),
                        disc=dict(critic) if adversarial else {},

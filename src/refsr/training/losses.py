@@ -153,6 +153,8 @@ class LossConfig:
     adversarial: float
     gp: float
     perceptual_layer: str
+    #: TTSR's transferal perceptual loss (the ``ttsr.loss`` section only; :mod:`refsr.training.ttsr`).
+    transferal: float = 0.0
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any], model: str | None = None,
@@ -173,14 +175,14 @@ class LossConfig:
             cfg.update({t: 0.0 for t in TERMS if t not in used})
             cfg.setdefault("gp", 0.0)
             cfg.setdefault("perceptual_layer", "")
-        missing = [k for k in names if k not in cfg]
+        missing = [f.name for f in fields(cls) if f.name not in cfg and f.name != "transferal"]
         if missing:
             raise RefsrError(where, f"missing key(s) {missing}")
-        return cls(**{k: (cfg[k] if k == "perceptual_layer" else float(cfg[k])) for k in names})
+        return cls(**{k: (cfg[k] if k == "perceptual_layer" else float(cfg[k])) for k in names if k in cfg})
 
     def active(self) -> tuple[str, ...]:
         """Terms with a non-zero weight, in :data:`TERMS` order."""
-        return tuple(t for t in TERMS if getattr(self, t) > 0)
+        return tuple(t for t in TERMS if getattr(self, t, 0.0) > 0)
 
     def vgg_layers(self) -> tuple[str, ...]:
         """VGG layers the active terms need (empty if no VGG is needed)."""

@@ -326,6 +326,7 @@ def train_model(cfg: TrainConfig, manifest: str, lr_dir: str, corr_dir: str | No
     provenance = {"train_dataset": ds.name, "train_seconds": time.perf_counter() - t0}
     if trainer.vgg is not None:
         provenance["vgg19_weights"] = trainer.vgg.weights_source
+    provenance.update(getattr(trainer, "provenance", {}))  # a training method's own (TTSR: its LTE's init)
     if dist is not None:
         dist.check_replicas(trainer.model)  # every rank must end with the same weights
         provenance["processes"] = dist.world
