@@ -160,10 +160,12 @@ def config_subset(*keys):
 def infer_params(wildcards):
     """What determines the SR images: the matching's memory budget does not (the stage reads
     it from the config), the rest of matching and inference does; for a reference-based model
-    of recipe official, the MatConvNet VGG19 file too."""
+    of recipe official with swapped VGG19 textures (SRNTT), the MatConvNet VGG19 file too."""
     matching = {k: v for k, v in config["matching"].items() if k != "max_mb"}
     spec = registry.spec_for(wildcards.model, config)
-    official_vgg = spec.recipe == "official" and spec.uses_reference
+    official_vgg = (
+        spec.recipe == "official" and spec.uses_reference and spec.textures == "swapped"
+    )
     return canonical(
         {
             **config_subset(

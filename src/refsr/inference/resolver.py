@@ -1,4 +1,4 @@
-"""Inference: super-resolve an LR image with any model (bicubic, SISR, SRNTT), any size.
+"""Inference: super-resolve an LR image with any model (bicubic, SISR, SRNTT, TTSR), any size.
 
 For SRNTT the correspondence is computed once over the whole image (with the VGG19 of the
 checkpoint's recipe: torchvision's for refsr, the official recipe's for official, see
@@ -7,6 +7,11 @@ memory-bounded by ``max_mb``) and the swapped maps M are built for the whole
 image; the network then runs over overlapping LR tiles (``tile`` LR pixels plus
 ``pad`` of context on each side), so activation memory stays bounded for large
 inputs. ``tile=0`` runs the network on the whole image at once.
+
+TTSR (a registry entry with ``textures: learned``) brings its own texture extractor and search:
+its soft attention and transferred textures are computed once over the whole image against
+every reference (:meth:`refsr.models.ttsr.TTSR.textures`, memory-bounded by ``max_mb``), then
+its main network runs over the same tiles, in [-1, 1] as released.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class SuperResolver:
         self.aligner = aligner or ReferenceAligner("none")
         self.align_stats = AlignStats()
         self.net = self.vgg = None
+        self.learned = False  # TTSR: textures from the network's own extractor and search
         if model == BICUBIC or checkpoint == BICUBIC:
             if checkpoint not in (None, BICUBIC):
                 raise RefsrError("checkpoint", f"model bicubic takes no checkpoint, got {checkpoint}")
@@ -68,7 +74,11 @@ class SuperResolver:
         self.net = self.net.to(self.device).eval()
         self.name = ckpt["model"]
         self.recipe = str(ckpt.get("recipe", registry.get(self.name).recipe))
-        if registry.get(self.name).uses_reference:
+        spec = registry.get(self.name)
+        self.learned = spec.uses_reference and spec.textures == "learned"
+        if self.learned:
+            self.net.max_mb, self.net.match_mode, self.net.approx = max_mb, match_mode, approx
+        elif spec.uses_reference:
             layers = ("relu1_1", "relu2_1", "relu3_1")
             if self.recipe == "official":  # its maps in the units of the VGG19 it was trained with
                 self.vgg = load_official_vgg19(layers, mat=vgg_mat, weights=vgg_weights, device=self.device)
@@ -77,7 +87,7 @@ class SuperResolver:
 
     @property
     def uses_reference(self) -> bool:
-        return self.vgg is not None
+        return self.vgg is not None or self.learned
 
     @torch.no_grad()
     def __call__(self, lr: np.ndarray, refs: list[np.ndarray] | None = None) -> np.ndarray:
@@ -96,7 +106,14 @@ class SuperResolver:
         refs = [self._align(lr_up_img, r) for r in refs]
         lr_up = to_tensor(lr_up_img, self.device)
         refs_t = [to_tensor(r, self.device) for r in refs]
+        if self.learned:  # TTSR: references cropped to a multiple of the scale, as released
+            s = self.scale
+            refs_t = [r[..., : r.shape[-2] // s * s, : r.shape[-1] // s * s] for r in refs_t]
         refs_du = [to_tensor(down_up(r, self.scale, self.resize), self.device) for r in refs]
+        if self.learned:
+            maps = self.net.textures(lr_up * 2 - 1, [r * 2 - 1 for r in refs_t], [r * 2 - 1 for r in refs_du])
+            self.last_correspondence = self.net.last_correspondence
+            return from_tensor(self._tiled(lr_t, maps))
         _, maps = transfer(lr_up, refs_t, self.vgg, max_mb=self.max_mb, refs_down_up=refs_du,
                            mode=self.match_mode, approx=self.approx)
         return from_tensor(self._tiled(lr_t, maps))
@@ -111,6 +128,8 @@ class SuperResolver:
     def _run(self, lr: torch.Tensor, maps: dict) -> torch.Tensor:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         with autocast:
+            if self.learned:
+                return (self.net.run_main(lr * 2 - 1, maps).float() + 1) / 2
             out = self.net(lr, maps) if self.uses_reference else self.net(lr)
         return out.float()
 
