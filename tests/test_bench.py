@@ -93,3 +93,17 @@ def test_markdown_table_regenerated(tmp_path, swap_result):
 def test_bench_dag_small(tmp_path, root):
     r = dag.bench_dag(groups=2, repeats=1, snakefile=str(root / "workflow" / "Snakefile"))
     assert r["seconds"] > 0 and r["groups"] == 2 and r["models"] == len(registry.names()) and r["levels"] == len(EVAL_LEVELS)
+
+
+def test_bench_relevance_and_its_table(vgg_weights, tmp_path):
+    from refsr.bench.relevance import bench_relevance
+
+    r = bench_relevance(("96x64",), vgg_weights=vgg_weights)
+    row = r["rows"][0]
+    assert row["search_seconds"] > 0 and row["search_peak_mb"] >= 0
+    # 24x16 relu3_1 positions against as many: the released float32 matrix, x5 for five references
+    assert row["released_matrix_mb_1_refs"] == pytest.approx(384 * 384 * 4 / 2**20)
+    assert row["released_matrix_mb_5_refs"] == pytest.approx(5 * row["released_matrix_mb_1_refs"])
+    md = tmp_path / "b.md"
+    markdown.update_markdown(md, {"machine": measure.machine_info(), "relevance": r})
+    assert "| 96x64 |" in md.read_text() and "TTSR relevance" in md.read_text()

@@ -244,3 +244,23 @@ def test_ttsr_rec_trains_and_checkpoint_runs_inference(data, vgg_weights, tmp_pa
     assert abs(out.astype(int) - tiled.astype(int)).max() <= 1
     with pytest.raises(RefsrError, match="reference"):
         whole(lr, [])
+    # the correspondence figure's TTSR row: hard attention in the reference's own grid
+    from refsr.report.figures import plot_correspondence
+    from refsr.stages.figures import hard_attention_view
+
+    config = {"vgg19_weights": vgg_weights, "matching": {"max_mb": 64}, "scale": 4, "resize": "matlab"}
+    view, sr = hard_attention_view(tmp_path / "ck.pt", lr, ref, config)
+    assert view.py.shape == (lr.shape[0], lr.shape[1]) and sr.shape == out.shape
+    assert view.ref_grid == (ref.shape[0] // 4, ref.shape[1] // 4)
+    assert 0 <= view.py.min() and view.py.max() < view.ref_grid[0] and view.px.max() < view.ref_grid[1]
+    plot_correspondence([(sr, "a", view, "SRNTT"), (sr, "b", view, "TTSR")], ref, "L1", "t", tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0
+    # refsr sr --checkpoint: two references, one output of the LR's x4 size
+    from refsr.cli import main
+    from refsr.core.imageio import read_image, write_image
+
+    write_image(tmp_path / "lr.png", lr)
+    write_image(tmp_path / "ref.png", ref)
+    assert main(["sr", "--lr", str(tmp_path / "lr.png"), "--ref", str(tmp_path / "ref.png"), "--ref",
+                 str(tmp_path / "ref.png"), "--checkpoint", str(tmp_path / "ck.pt"), "--out", str(tmp_path / "sr.png")]) == 0
+    assert read_image(tmp_path / "sr.png").shape == out.shape

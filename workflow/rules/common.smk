@@ -85,6 +85,13 @@ TRAIN_MODELS = [
     for m in registry.with_ancestors(MODELS, given=PRETRAINED)
     if registry.get(m).trainable and m not in PRETRAINED
 ]
+# Models with their own texture extractor and search (TTSR): the correspondence figure shows
+# their hard attention beside SRNTT's matching.
+LEARNED_TEXTURE_MODELS = [
+    m
+    for m in MODELS
+    if registry.get(m).uses_reference and registry.get(m).textures == "learned"
+]
 USE_GPU = 1 if config["device"] == "cuda" else 0
 # Conda environment (--sdm conda) of the rules that take a GPU when the config says cuda:
 # a CUDA build of torch then, else the CPU one (paths relative to workflow/rules/*.smk).
@@ -160,7 +167,8 @@ def config_subset(*keys):
 def infer_params(wildcards):
     """What determines the SR images: the matching's memory budget does not (the stage reads
     it from the config), the rest of matching and inference does; for a reference-based model
-    of recipe official with swapped VGG19 textures (SRNTT), the MatConvNet VGG19 file too."""
+    of recipe official with swapped VGG19 textures (SRNTT), the MatConvNet VGG19 file too.
+    """
     matching = {k: v for k, v in config["matching"].items() if k != "max_mb"}
     spec = registry.spec_for(wildcards.model, config)
     official_vgg = (

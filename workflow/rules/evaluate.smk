@@ -71,6 +71,7 @@ rule figures:
         images="results/data/{dataset}/images",
         lr="results/data/{dataset}/lr",
         tiers="results/tiers/{dataset}.csv",
+        learned=[checkpoint_of(m) for m in LEARNED_TEXTURE_MODELS],
     output:
         **reported_figures(),
     log:
@@ -88,6 +89,7 @@ rule figures:
             "scale", "resize", "vgg19_weights", "matching", "evaluation"
         ),
         models=MODELS,
+        learned=LEARNED_TEXTURE_MODELS,
         sr_root="results/sr/{dataset}",
         protocol=PROTOCOL_TEXT,
     script:

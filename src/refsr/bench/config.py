@@ -9,8 +9,9 @@ from pathlib import Path
 
 from refsr.core import config as pipeline_config
 
-#: Config sections that set network sizes; ``sized(cfg, "paper")`` resets them to the schema's.
-SIZE_SECTIONS = ("arch", "discriminator")
+#: Config sections (dotted paths) that set network sizes; ``sized(cfg, "paper")`` resets them
+#: to the schema's.
+SIZE_SECTIONS = ("arch", "discriminator", "ttsr.arch")
 
 
 def bench_config(path: str | os.PathLike = "config.yaml") -> dict:
@@ -27,5 +28,9 @@ def sized(cfg: dict, which: str) -> dict:
         raise ValueError(f"unknown size {which!r} (default, paper)")
     out = copy.deepcopy(cfg)
     for section in SIZE_SECTIONS:
-        out[section] = pipeline_config.defaults(section)
+        *parents, last = section.split(".")
+        node = out
+        for part in parents:
+            node = node[part]
+        node[last] = pipeline_config.defaults(section)
     return out

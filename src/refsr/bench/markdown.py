@@ -128,6 +128,19 @@ def render_table(results: dict) -> str:
             lines.append(f"| {row['model']} | {row['size']} | {row['match_mode'] or '–'} | {_f(row['seconds'], 3)} |")
         lines.append("| all models | GPU | | not yet measured |")
 
+    r = results.get("relevance")
+    if r and "rows" in r:
+        lines += ["", "### TTSR relevance search + texture transfer, CPU (one same-size reference; the released "
+                      "code's relevance matrix computed, not run)", "",
+                  "| HR size | search s | transfer s | search peak MB | transfer peak MB | budget max_mb | "
+                  "released matrix MB, 1 ref | 5 refs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in r["rows"]:
+            lines.append(f"| {row['hr_size']} | {_f(row['search_seconds'], 2)} | {_f(row['transfer_seconds'], 2)} | "
+                         f"{_f(row['search_peak_mb'], 0)} | {_f(row['transfer_peak_mb'], 0)} | {_f(row['max_mb'], 0)} | "
+                         f"{_f(row['released_matrix_mb_1_refs'], 0)} | {_f(row['released_matrix_mb_5_refs'], 0)} |")
+    elif r:
+        lines += ["", f"Relevance benchmark failed: {r.get('error')}"]
+
     d = results.get("dag")
     if d:
         lines += ["", "### Workflow", "", "| what | seconds |", "|---|---:|"]

@@ -8,7 +8,8 @@ and the machine's fp32 GEMM throughput (``torch.matmul`` of two 4096² matrices)
 
 ``refsr bench all`` (``make bench``) runs the suite — swapping at several sizes, training
 iterations per second per model at the default and the paper network sizes, inference
-seconds per image, the ``snakemake -n`` DAG build time of a CUFED5-sized configuration
+seconds per image, TTSR's relevance search and transfer against the released full matrix
+(seconds, peak memory), the ``snakemake -n`` DAG build time of a CUFED5-sized configuration
 and, when a trained SRNTT and the embedded test set are there, the PSNR change of the
 approximate mode — writes ``results/bench/*.json`` and regenerates the table in
 ``BENCHMARKS.md``.
@@ -31,6 +32,7 @@ from refsr.bench.infer import bench_infer
 from refsr.bench.markdown import SIZES, update_markdown
 from refsr.bench.measure import machine_info, parse_size
 from refsr.bench.quality import bench_approx_quality
+from refsr.bench.relevance import bench_relevance
 from refsr.bench.swap import bench_swap
 from refsr.bench.train import bench_train
 from refsr.core.atomic import atomic_path
@@ -53,6 +55,8 @@ def bench_all(out_dir: str = "results/bench", markdown: str | None = "BENCHMARKS
               ("infer", lambda: bench_infer("160x160" if quick else "500x332", repeats=1 if quick else 2,
                                             vgg_weights=vgg_weights,
                                             sizes=("default",) if quick else ("default", "paper"))),
+              ("relevance", lambda: bench_relevance(("160x160",) if quick else ("500x332", "1000x1000"),
+                                                    vgg_weights=vgg_weights)),
               ("dag", lambda: bench_dag(groups=8 if quick else 126, repeats=1 if quick else 2)),
               ("approx_quality", lambda: bench_approx_quality(vgg_weights=vgg_weights))]
     _write_json(out / "machine.json", results["machine"])

@@ -30,17 +30,22 @@ from refsr.matching.naive import naive_bytes, naive_match, naive_stitch
 NAIVE_MAX_GB = 4.0
 
 
-def swap_inputs(width: int, height: int, vgg_weights: str | None = None) -> dict:
-    """relu3_1 φ(LR↑) and φ(Ref↓↑), and φ(Ref) at the three swap layers, for a real photo pair
-    (the two views of scikit-image's stereo motorcycle, resized to cover ``width x height``),
-    computed as :func:`refsr.matching.transfer` computes them (channels-last)."""
+def _photo_pair(width: int, height: int):
+    """``(hr, ref, lr)``: the two views of scikit-image's stereo motorcycle resized to cover
+    ``width x height``, mod-cropped to 4, and the HR's ×1/4 bicubic."""
     photo = skimage.data.stereo_motorcycle()
     left, right = photo[0], photo[1]
     scale_to = max(width / left.shape[1], height / left.shape[0])
     left = imresize(left, scale_to)[:height, :width]
     right = imresize(right, scale_to)[:height, :width]
     hr, ref = modcrop(left, 4), modcrop(right, 4)
-    lr = imresize(hr, 0.25)
+    return hr, ref, imresize(hr, 0.25)
+
+
+def swap_inputs(width: int, height: int, vgg_weights: str | None = None) -> dict:
+    """relu3_1 φ(LR↑) and φ(Ref↓↑), and φ(Ref) at the three swap layers, for a real photo pair
+    (:func:`_photo_pair`), computed as :func:`refsr.matching.transfer` computes them."""
+    hr, ref, lr = _photo_pair(width, height)
     vgg = load_vgg19(tuple(SWAP_SCALES), weights=vgg_weights)
     layers = tuple(SWAP_SCALES)
     content = extract_features(vgg, to_tensor(upscale(lr, 4)), ("relu3_1",))["relu3_1"][0]

@@ -4,7 +4,8 @@
 * :func:`plot_comparison_grid` — crops of HR, bicubic, SISR, SRNTT at several levels, and
   the reference, for a few test images.
 * :func:`plot_correspondence` — which part of the reference each output region borrows
-  from (SRNTT's relu3_1 matching, colour-coded by reference position) and the S* map.
+  from (SRNTT's relu3_1 matching, and TTSR's hard attention below it when a TTSR model ran;
+  colour-coded by reference position) and the best-match score map.
 """
 
 from __future__ import annotations
@@ -320,22 +321,31 @@ class MatchView:
     mean_cosine: float
 
 
-def plot_correspondence(shown: np.ndarray, shown_label: str, ref: np.ndarray, view: MatchView,
+def plot_correspondence(rows: Sequence[tuple[np.ndarray, str, MatchView, str]], ref: np.ndarray,
                         level: str, title: str, out_png, out_pdf=None) -> None:
-    """SRNTT's relu3_1 matching of one test image against its ``level`` reference.
+    """One row per matching of one test image against its ``level`` reference: SRNTT's relu3_1
+    matching, and TTSR's hard attention when a TTSR model ran.
 
-    Panels: ``shown`` (the LR input upsampled, or the SRNTT output), the reference with its
-    position colour code, the colour of the matched reference position for every output
-    region, the reference blocks rearranged as matched, and S*.
+    ``rows``: ``(shown, shown_label, view, name)``. Panels per row: ``shown`` (the LR input
+    upsampled, or the model's output), the reference with its position colour code, the colour
+    of the matched reference position for every output region, the reference blocks rearranged
+    as matched, and the best-match score map.
     """
+    fig, axes = plt.subplots(len(rows), 5, figsize=(17, 3.9 * len(rows)), constrained_layout=True,
+                             squeeze=False)
+    for ax, (shown, shown_label, view, name) in zip(axes, rows, strict=True):
+        _correspondence_row(ax, shown, shown_label, ref, view, level, name)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, out_png, out_pdf)
+
+
+def _correspondence_row(axes, shown, shown_label: str, ref, view: MatchView, level: str, name: str) -> None:
     py, px, score, mean_cos = view.py, view.px, view.score, view.mean_cosine
     rh, rw = view.ref_grid
     code = position_colours(rh, rw)
     borrowed = code[py, px]
     s = view.stride
     H, W = py.shape
-
-    fig, axes = plt.subplots(1, 5, figsize=(17, 3.9), constrained_layout=True)
     axes[0].imshow(shown)
     axes[0].set_title(shown_label, fontsize=9)
     axes[1].imshow(ref)
@@ -344,14 +354,12 @@ def plot_correspondence(shown: np.ndarray, shown_label: str, ref: np.ndarray, vi
     axes[1].set_ylim(ref.shape[0], 0)
     axes[1].set_title(f"Reference {level} + position colour code", fontsize=9)
     axes[2].imshow(borrowed, extent=(0, W * s, H * s, 0), interpolation="nearest")
-    axes[2].set_title("Borrowed from: colour of the matched\nreference position (relu3_1)", fontsize=9)
+    axes[2].set_title(f"{name}: borrowed from (colour of the\nmatched reference position)", fontsize=9)
     axes[3].imshow(borrowed_mosaic(ref, py, px, s))
     axes[3].set_title("Reference blocks rearranged as matched", fontsize=9)
     im = axes[4].imshow(score, extent=(0, W * s, H * s, 0), cmap="viridis", interpolation="nearest")
-    axes[4].set_title(f"S* (max matching score)\nmean best cosine {mean_cos:.3f}", fontsize=9)
-    fig.colorbar(im, ax=axes[4], fraction=0.046, pad=0.02)
+    axes[4].set_title(f"{name}: best-match score\nmean best cosine {mean_cos:.3f}", fontsize=9)
+    plt.colorbar(im, ax=axes[4], fraction=0.046, pad=0.02)
     for a in axes:
         a.set_xticks([])
         a.set_yticks([])
-    fig.suptitle(title, fontsize=10)
-    _save(fig, out_png, out_pdf)

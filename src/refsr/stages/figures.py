@@ -16,6 +16,7 @@ from refsr.data.lr import lr_path
 from refsr.data.resize import down_up, upscale
 from refsr.features.vgg import load_vgg19
 from refsr.matching import MATCH_LAYER, RELU3_STRIDE, correspond
+from refsr.models import registry
 from refsr.report.figures import (
     MatchView,
     plot_comparison_grid,
@@ -41,10 +42,29 @@ def match_view(lr_up, ref, vgg, max_mb: float, scale: int, resize: str) -> Match
                      stride=RELU3_STRIDE, mean_cosine=mean_cos)
 
 
+def hard_attention_view(checkpoint: str | os.PathLike, lr, ref, config: Mapping) -> tuple[MatchView, object]:
+    """TTSR's hard and soft attention of an LR image against one reference (its own texture
+    extractor and search, as its inference runs them), as figure arrays, and its SR output."""
+    from refsr.inference.resolver import SuperResolver
+
+    resolver = SuperResolver(str(checkpoint), vgg_weights=config["vgg19_weights"], tile=0,
+                             max_mb=float(config["matching"]["max_mb"]), scale=int(config["scale"]),
+                             resize=str(config["resize"]))
+    sr = resolver(lr, [ref])
+    corr = resolver.last_correspondence
+    py, px = (t.cpu().numpy() - 1 for t in corr.pos)  # the search pads the reference by one cell
+    (hp, wp), = corr.ref_shapes
+    view = MatchView(py=py, px=px, score=corr.cosine.cpu().numpy(), ref_grid=(hp - 2, wp - 2),
+                     stride=RELU3_STRIDE, mean_cosine=float(corr.cosine.mean()))
+    return view, sr
+
+
 def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: str | os.PathLike,
                 lr_dir: str | os.PathLike, tiers_csv: str | os.PathLike, models: Sequence[str],
-                config: Mapping, outputs: Mapping[str, str]) -> None:
-    """Metric vs level, comparison grid and correspondence figure of one dataset."""
+                config: Mapping, outputs: Mapping[str, str],
+                learned: Sequence[tuple[str, str | os.PathLike]] = ()) -> None:
+    """Metric vs level, comparison grid and correspondence figure of one dataset; ``learned``:
+    ``(model, checkpoint)`` of TTSR models whose hard attention the figure shows too."""
     ev = config["evaluation"]
     evals, metas = load_evals(eval_csvs)
     summary = summarise(evals, ev["levels"])
@@ -68,14 +88,16 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: st
         # a set without references (urban100, manga109) is evaluated with the LR as its own
         # reference (level LR): the figure shows that matching, on the first image
         image, level = ds.groups[0].name, "LR"
-        lr_up = upscale(read_image(lr_path(lr_dir, "test", image)), scale, resize)
+        lr = read_image(lr_path(lr_dir, "test", image))
+        lr_up = upscale(lr, scale, resize)
         ref = lr_up
     else:
         image = image or ds.groups[0].name
         refs = references_at(tiers, ds, image, level)
         if not refs:
             raise RefsrError(f"image {image}", f"has no reference at level {level} in the tiers table")
-        lr_up = upscale(read_image(lr_path(lr_dir, "test", image)), scale, resize)
+        lr = read_image(lr_path(lr_dir, "test", image))
+        lr_up = upscale(lr, scale, resize)
         ref = read_image(refs[0])
     vgg = load_vgg19((MATCH_LAYER,), weights=config["vgg19_weights"])
     view = match_view(lr_up, ref, vgg, float(config["matching"]["max_mb"]), scale, resize)
@@ -83,14 +105,19 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: st
     sr_path = Path(sr_root) / refsr / image / f"{level}.png" if refsr else None
     if sr_path is not None and sr_path.is_file():
         shown, shown_label = read_image(sr_path), f"SRNTT output ({level})"
-    title = (f"{ds.name}/{image}: SRNTT correspondence (VGG19 relu3_1, 3x3 patches) with its "
+    rows = [(shown, shown_label, view, "SRNTT (VGG19 relu3_1)")]
+    for name, ckpt in learned:
+        ttsr_view, ttsr_sr = hard_attention_view(ckpt, lr, ref, config)
+        rows.append((ttsr_sr, f"{registry.get(name).label} output ({level})", ttsr_view,
+                     f"{registry.get(name).label} hard attention (LTE level 3)"))
+    title = (f"{ds.name}/{image}: correspondence (3x3 patches at relu3_1 resolution) with its "
              f"{level} reference; VGG19 weights: {Path(str(vgg.weights_source)).name}")
-    plot_correspondence(shown, shown_label, ref, view, level, title, outputs["corr_png"],
-                        outputs.get("corr_pdf"))
+    plot_correspondence(rows, ref, level, title, outputs["corr_png"], outputs.get("corr_pdf"))
     log.info("wrote the figures of %s", ds.name)
 
 
 def main(smk) -> None:
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
+    learned = list(zip(smk.params.learned, smk.input.learned, strict=True))
     run_figures(ds, list(smk.input.csv), smk.params.sr_root, smk.input.lr, smk.input.tiers,
-                smk.params.models, smk.params.config, dict(smk.output.items()))
+                smk.params.models, smk.params.config, dict(smk.output.items()), learned=learned)
