@@ -116,3 +116,11 @@ def test_dag_sisr_training_maps_wait_for_the_sisr_model(tmp_path):
     out = _dry_run(tmp_path, recipe="official", official={"training_maps": "sisr"})
     corr = out[out.index("rule correspondence:"):]
     assert "results/models/srresnet/checkpoint.pt" in corr[:corr.index("output:")]
+
+
+def test_dag_evaluates_released_ttsr_weights_without_training(tmp_path):
+    (tmp_path / "TTSR.pt").write_bytes(b"")  # the DAG only needs the path to exist
+    given = {"ttsr": {"source": "ttsr-official", "path": str(tmp_path / "TTSR.pt")}}
+    out = _dry_run(tmp_path, models=["bicubic", "ttsr"], pretrained=given)
+    assert out.count("rule import_weights:") == 1 and "rule train:" not in out and "rule correspondence:" not in out
+    assert "results/imported/ttsr/checkpoint.pt" in out

@@ -101,12 +101,13 @@ def test_whole_pipeline_on_smoke_config(tmp_path, vgg_weights):
     wd = workdir(tmp_path)
     snakemake("--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
               "--configfile", str(wd / "configs/smoke.yaml"))
-    for model in ["srresnet", "srgan", "srntt_l2", "srntt"]:
+    iterations = {"srresnet": 3, "srgan": 2, "srntt_l2": 3, "srntt": 2, "ttsr_rec": 2, "ttsr": 2}
+    for model, n in iterations.items():
         assert (wd / f"results/models/{model}/checkpoint.pt").is_file()
         log = pd.read_csv(wd / f"results/models/{model}/train_log.csv")
-        assert len(log) == {"srresnet": 3, "srgan": 2, "srntt_l2": 3, "srntt": 2}[model]
+        assert len(log) == n
         assert (wd / f"results/checkpoints/{model}/state.pt").is_file()
-    for model in ["bicubic", "srresnet", "srgan", "srntt_l2", "srntt"]:
+    for model in ["bicubic", *iterations]:
         for level in EVAL_LEVELS:
             assert (wd / f"results/sr/embedded/{model}/chelsea/{level}.png").is_file()
     corr = sorted((wd / "results/correspondence/embedded").glob("*.npz"))
