@@ -115,9 +115,17 @@ def test_content_extractor_size_mismatch_is_refsr_error(other):
 
 @pytest.mark.parametrize("name", registry.trainable())
 def test_build_model(name):
-    model = build_model(name, SMALL)
-    sisr = registry.get(name).kind == registry.SINGLE_IMAGE
-    assert isinstance(model, SRResNet if sisr else SRNTT)
+    """Every trainable model builds from its own config section (TTSR: ``ttsr.arch``)."""
+    spec = registry.get(name)
+    cfg = SMALL if spec.arch_section == "arch" else registry.arch_config(name, validate({}))
+    model = build_model(name, cfg)
+    if spec.textures == "learned":
+        from refsr.models.ttsr import TTSR
+
+        assert isinstance(model, TTSR)
+    else:
+        sisr = spec.kind == registry.SINGLE_IMAGE
+        assert isinstance(model, SRResNet if sisr else SRNTT)
 
 
 def test_arch_config_takes_the_registered_keys():

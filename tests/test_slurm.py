@@ -104,8 +104,10 @@ def local_profile(dst: Path, cluster: dict) -> Path:
 
 def gpu_config(dst: Path, cluster: dict) -> Path:
     """Training GPUs per model on this cluster (the smoke config runs on the CPU; the stand-in
-    GPUs exercise the requests): srresnet data-parallel on 2, the others on 1."""
-    gpus = {"srresnet": 2, "srgan": 1, "srntt_l2": 1, "srntt": 1} if cluster["gpus"] >= 2 else {}
+    GPUs exercise the requests): srresnet data-parallel on 2, every other trainable model of
+    the registry on 1 (a train job left at gpu 0 would keep the profile's gpu_model, which
+    SLURM refuses: profiles/slurm says so)."""
+    gpus = {m: 2 if m == "srresnet" else 1 for m in registry.trainable()} if cluster["gpus"] >= 2 else {}
     dst.write_text(yaml.safe_dump({"train": {"gpus": gpus}}))
     return dst
 
