@@ -80,7 +80,7 @@ def test_added_eval_dataset_trains_nothing(finished):
 
 def test_evaluation_and_logging_options_train_nothing(finished):
     wd, cfg = finished
-    cfg = dict(cfg, evaluation={"grid_crop": 32, "crop": 0},
+    cfg = dict(cfg, evaluation={**cfg.get("evaluation", {}), "grid_crop": 32, "crop": 0},
                train={**cfg["train"], "log_every": 7, "checkpoint_every": 5},
                matching={"max_mb": 128})
     path = wd / "eval.yaml"
