@@ -75,9 +75,30 @@ def test_ablations_target_dry_run_and_bad_variant(tmp_path):
     for rule in ("ablation_variant", "match_study", "rule ablation:", "degrade_variant", "lr_realistic"):
         assert rule in out
     assert "srntt_align_homography" in out and "srntt_l2_align_homography" in out
+    # the SR-domain variant waits for the SISR model it matches with
+    job = next(b for b in out.split("\nrule ")[1:] if "variant=srntt_degrade_sr_model" in b)
+    assert "results/models/srresnet/checkpoint.pt" in job.split("output:")[0], job
     # A variant of a model that is not run (or takes no reference) is refused, naming the key;
     # the main run's DAG does not depend on the ablations.
     (wd / "few.yaml").write_text("models: [bicubic, srresnet]\n")
     proc = snakemake(*base, "--configfile", str(wd / "few.yaml"), "ablations", check=False)
     assert proc.returncode != 0 and "ablations" in proc.stdout + proc.stderr
     assert snakemake(*base, "--configfile", str(wd / "few.yaml")).returncode == 0
+
+
+def test_main_run_degrade_sr_model_infers_after_the_sisr_model(tmp_path):
+    """reference.degrade: sr_model in the main run: every reference-based model's inference
+    takes the SISR checkpoint (reference.sisr_model) as an input; the SISR models' do not."""
+    from test_workflow import ROOT, snakemake, workdir
+
+    wd = workdir(tmp_path)
+    (wd / "sr.yaml").write_text("reference: {degrade: sr_model, sisr_model: srresnet}\n")
+    out = snakemake("-n", "-p", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+                    "--configfile", str(wd / "sr.yaml")).stdout
+    jobs = {}
+    for block in out.split("rule infer:")[1:]:
+        model = block.split("model=")[1].split()[0].rstrip(",")
+        jobs[model] = block.split("output:")[0]
+    assert "results/models/srresnet/checkpoint.pt" in jobs["srntt"]
+    assert "results/models/srresnet/checkpoint.pt" in jobs["ttsr"]
+    assert "results/models/srresnet/checkpoint.pt" not in jobs["srgan"]

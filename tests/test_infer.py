@@ -122,3 +122,50 @@ def test_srntt_requires_vgg_layers_it_can_load(tmp_path, monkeypatch, images):
     monkeypatch.setenv("REFSR_VGG19_WEIGHTS", str(tmp_path / "missing.pth"))
     with pytest.raises(RefsrError, match="missing.pth"):
         SuperResolver(_ckpt(tmp_path, "srntt"))
+
+
+@pytest.mark.parametrize("model", ["srntt", "ttsr"])
+def test_degrade_sr_model_matches_in_the_sr_domain(model, tmp_path, vgg_weights):
+    """reference.degrade sr_model: with bicubic as the 'SISR model' the matching sees exactly
+    bicubic LR↑ and Ref↓↑, so the output is the default one; a trained-like SISR network
+    changes what is matched (and so the output), the transferred textures stay the reference's."""
+    import skimage.data
+
+    photo = skimage.data.chelsea()
+    lr, ref = photo[40:64, 60:88], photo[120:220, 180:300]
+    if model == "ttsr":
+        torch.manual_seed(0)
+        net = build_model("ttsr", {"n_blocks": [1, 1, 1, 1], "n_feats": 8, "res_scale": 1.0})
+        ckpt = str(tmp_path / "ttsr.pt")
+        save_checkpoint(ckpt, net, "ttsr", {"n_blocks": [1, 1, 1, 1], "n_feats": 8, "res_scale": 1.0})
+    else:
+        ckpt = _ckpt(tmp_path, model)
+    plain = SuperResolver(ckpt, tile=0)(lr, [ref])
+    via_bicubic = SuperResolver(ckpt, tile=0, matching_sisr=SuperResolver("bicubic"))(lr, [ref])
+    assert np.array_equal(plain, via_bicubic)
+    sisr = SuperResolver(_ckpt(tmp_path, "srresnet"), model="srresnet", tile=0)
+    other = SuperResolver(ckpt, tile=0, matching_sisr=sisr)(lr, [ref])
+    assert other.shape == plain.shape and not np.array_equal(other, plain)
+
+
+def test_degrade_sr_model_needs_a_single_image_model(tmp_path, vgg_weights):
+    ref_model = SuperResolver(_ckpt(tmp_path, "srntt_l2"), tile=0)
+    with pytest.raises(RefsrError, match="reference.sisr_model"):
+        SuperResolver(_ckpt(tmp_path, "srntt"), matching_sisr=ref_model)
+    from refsr.core.config import validate
+    from refsr.models import registry
+
+    with pytest.raises(RefsrError, match="reference.sisr_model"):
+        registry.check_config(validate({"reference": {"degrade": "sr_model", "sisr_model": "srntt"}}))
+
+
+def test_sr_cli_match_sisr(images, tmp_path, vgg_weights, capsys):
+    """refsr sr --match-sisr CKPT: SR-domain matching from the command line; a reference-based
+    checkpoint there is a one-line error."""
+    ckpt, sisr = _ckpt(tmp_path, "srntt"), _ckpt(tmp_path, "srresnet")
+    base = ["sr", "--lr", str(images["lr"]), "--ref", str(images["ref"]), "--checkpoint", ckpt]
+    assert main([*base, "--out", str(tmp_path / "a.png"), "--match-sisr", sisr]) == 0
+    assert Image.open(tmp_path / "a.png").size == (17 * 4, 13 * 4)
+    assert main([*base, "--out", str(tmp_path / "b.png"), "--match-sisr", ckpt]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "reference.sisr_model" in err[0] and not (tmp_path / "b.png").exists()

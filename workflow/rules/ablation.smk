@@ -5,11 +5,11 @@
 
 rule ablation_variant:
     input:
+        unpack(variant_checkpoints),
         manifest="results/data/{dataset}/manifest.csv",
         images="results/data/{dataset}/images",
         lr=variant_lr,
         tiers="results/tiers/{dataset}.csv",
-        checkpoint=variant_checkpoint,
     output:
         sr=directory("results/ablation/{dataset}/{variant}/sr"),
         csv="results/ablation/{dataset}/{variant}.csv",

@@ -136,7 +136,16 @@ def infer_inputs(wildcards):
     }
     if registry.get(wildcards.model).trainable:
         inputs["checkpoint"] = checkpoint_of(wildcards.model)
+    inputs.update(sisr_input(wildcards.model, config["reference"]["degrade"]))
     return inputs
+
+
+def sisr_input(model, degrade):
+    """reference.degrade sr_model: a reference-based model matches the outputs of the SISR
+    model reference.sisr_model, whose checkpoint is then an input."""
+    if degrade == "sr_model" and registry.get(model).uses_reference:
+        return {"sisr": checkpoint_of(config["reference"]["sisr_model"])}
+    return {}
 
 
 def infer_gpu(wildcards):
@@ -351,15 +360,16 @@ def check_variants():
             raise RefsrError(
                 "ablations", f"variant {v['name']!r}: {v['model']!r} is not in models"
             )
-        if "align" in v and not registry.get(v["model"]).uses_reference:
+        for key in ("align", "degrade"):
+            if key in v and not registry.get(v["model"]).uses_reference:
+                raise RefsrError(
+                    "ablations",
+                    f"variant {v['name']!r}: {v['model']} takes no reference, {key} changes nothing",
+                )
+        if not {"align", "degrade", "test_degradation"} & set(v):
             raise RefsrError(
                 "ablations",
-                f"variant {v['name']!r}: {v['model']} takes no reference, align changes nothing",
-            )
-        if "align" not in v and "test_degradation" not in v:
-            raise RefsrError(
-                "ablations",
-                f"variant {v['name']!r} changes nothing (align, test_degradation)",
+                f"variant {v['name']!r} changes nothing (align, degrade, test_degradation)",
             )
 
 
@@ -371,8 +381,11 @@ def variant_lr(wildcards):
     return f"results/data/{wildcards.dataset}/lr_{test}"
 
 
-def variant_checkpoint(wildcards):
-    return checkpoint_of(VARIANTS[wildcards.variant]["model"])
+def variant_checkpoints(wildcards):
+    """The variant's model checkpoint, and the SISR model's when it matches in the SR domain."""
+    v = VARIANTS[wildcards.variant]
+    degrade = v.get("degrade", config["reference"]["degrade"])
+    return {"checkpoint": checkpoint_of(v["model"]), **sisr_input(v["model"], degrade)}
 
 
 def ablation_base_csvs(wildcards=None):

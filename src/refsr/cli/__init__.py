@@ -58,9 +58,12 @@ def _cmd_sr(args) -> None:
     refs = [read_image(r) for r in args.ref or []]
     for path, ref in zip(args.ref or [], refs, strict=True):
         check_min_size(ref, path, "reference")
+    # --match-sisr: reference.degrade sr_model (match SISR(LR) against SISR(Ref↓))
+    sisr = None if args.match_sisr is None else SuperResolver(
+        args.match_sisr, device=args.device, tile=args.tile, pad=args.pad, resize=args.resize)
     resolver = SuperResolver(args.checkpoint, model=args.model, device=args.device, max_mb=args.max_mb,
                              tile=args.tile, pad=args.pad, resize=args.resize, match_mode=args.match_mode,
-                             aligner=_aligner(args.align))
+                             aligner=_aligner(args.align), matching_sisr=sisr)
     if args.stitch and refs:
         from refsr.inference.levels import stitch_references
 
@@ -179,6 +182,9 @@ def build_parser() -> Parser:
     s.add_argument("--align", choices=["none", "homography"], default="none",
                    help="warp each reference into the input's frame by a RANSAC homography first "
                         "(a poor fit keeps it unwarped; the count is printed)")
+    s.add_argument("--match-sisr", metavar="CHECKPOINT",
+                   help="match in the SR domain (reference.degrade sr_model): this single-image model's "
+                        "SISR(LR) against SISR(Ref↓) instead of bicubic LR↑ against Ref↓↑")
     s.add_argument("--tile", type=nonneg_int, default=128, help="LR tile side for the network (0 = whole image)")
     s.add_argument("--pad", type=nonneg_int, default=16, help="LR context pixels around each tile")
     s.add_argument("--resize", choices=["matlab", "pil"], default="matlab")

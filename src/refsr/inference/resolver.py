@@ -12,6 +12,11 @@ TTSR (a registry entry with ``textures: learned``) brings its own texture extrac
 its soft attention and transferred textures are computed once over the whole image against
 every reference (:meth:`refsr.models.ttsr.TTSR.textures`, memory-bounded by ``max_mb``), then
 its main network runs over the same tiles, in [-1, 1] as released.
+
+What the matching compares (``reference.degrade``): bicubic LR↑ against bicubic Ref↓↑ (SRNTT and
+TTSR as published), or, given ``matching_sisr`` (a single-image SR model), SISR(LR) against
+SISR(Ref↓): matching in the SR domain. Either way the transferred textures are the reference's
+own features, and the alignment of ``reference.align`` works on bicubic LR↑.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from refsr.core.device import torch_device
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import MIN_SIDE, from_tensor, to_tensor
-from refsr.data.resize import down_up, upscale
+from refsr.data.resize import degrade, down_up, upscale
 from refsr.features.matconvnet import load_official_vgg19
 from refsr.features.vgg import load_vgg19
 from refsr.inference.align import AlignStats, ReferenceAligner
@@ -45,7 +50,8 @@ class SuperResolver:
     def __init__(self, checkpoint: str | None, model: str | None = None, vgg_weights: str | None = None,
                  device: str = "cpu", max_mb: float = 256, tile: int = 128, pad: int = 16,
                  scale: int = 4, resize: str = "matlab", match_mode: str = "exact", approx: dict | None = None,
-                 aligner: ReferenceAligner | None = None, vgg_mat: str | None = None):
+                 aligner: ReferenceAligner | None = None, vgg_mat: str | None = None,
+                 matching_sisr: SuperResolver | None = None):
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
             raise RefsrError("tile", f"must be an integer >= 0 (0 = whole image), got {tile!r}")
         if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
@@ -60,6 +66,9 @@ class SuperResolver:
         # reference.align: each reference warped into LR↑'s frame before Ref↓↑ (refsr.inference.align)
         self.aligner = aligner or ReferenceAligner("none")
         self.align_stats = AlignStats()
+        if matching_sisr is not None and matching_sisr.uses_reference:
+            raise RefsrError("reference.sisr_model", f"must be a single-image model, got {matching_sisr.name}")
+        self.matching_sisr = matching_sisr  # reference.degrade sr_model: match SISR(LR) to SISR(Ref↓)
         self.net = self.vgg = None
         self.learned = False  # TTSR: textures from the network's own extractor and search
         if model == BICUBIC or checkpoint == BICUBIC:
@@ -104,12 +113,12 @@ class SuperResolver:
                                                        f"one relu3_1 patch ({MIN_SIDE}x{MIN_SIDE})")
         lr_up_img = upscale(lr, self.scale, self.resize)
         refs = [self._align(lr_up_img, r) for r in refs]
-        lr_up = to_tensor(lr_up_img, self.device)
+        lr_up = to_tensor(lr_up_img if self.matching_sisr is None else self.matching_sisr(lr), self.device)
         refs_t = [to_tensor(r, self.device) for r in refs]
         if self.learned:  # TTSR: references cropped to a multiple of the scale, as released
             s = self.scale
             refs_t = [r[..., : r.shape[-2] // s * s, : r.shape[-1] // s * s] for r in refs_t]
-        refs_du = [to_tensor(down_up(r, self.scale, self.resize), self.device) for r in refs]
+        refs_du = [to_tensor(self._ref_down_up(r), self.device) for r in refs]
         if self.learned:
             maps = self.net.textures(lr_up * 2 - 1, [r * 2 - 1 for r in refs_t], [r * 2 - 1 for r in refs_du])
             self.last_correspondence = self.net.last_correspondence
@@ -117,6 +126,13 @@ class SuperResolver:
         _, maps = transfer(lr_up, refs_t, self.vgg, max_mb=self.max_mb, refs_down_up=refs_du,
                            mode=self.match_mode, approx=self.approx)
         return from_tensor(self._tiled(lr_t, maps))
+
+    def _ref_down_up(self, ref: np.ndarray) -> np.ndarray:
+        """The reference as the matching sees it: Ref↓↑ (bicubic down, then bicubic up or the
+        SISR model of ``reference.degrade: sr_model``), the size of the reference mod-cropped."""
+        if self.matching_sisr is None:
+            return down_up(ref, self.scale, self.resize)
+        return self.matching_sisr(degrade(ref, self.scale, self.resize, where="reference")[1])
 
     def _align(self, lr_up: np.ndarray, ref: np.ndarray) -> np.ndarray:
         a = self.aligner(lr_up, ref)

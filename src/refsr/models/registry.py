@@ -228,6 +228,9 @@ def check_config(config: Mapping) -> None:
         raise RefsrError("config key recipe", f"unknown recipe {config.get('recipe')!r}; choose one of {', '.join(known)}")
     for i, name in enumerate(config.get("models", [])):
         get(name, where=f"config key models.{i}")
+    sisr = config.get("reference", {}).get("sisr_model")
+    if sisr is not None and get(sisr, where="config key reference.sisr_model").kind != SINGLE_IMAGE:
+        raise RefsrError("config key reference.sisr_model", f"{sisr} is not a single-image model")
     for name in config.get("pretrained", {}):
         if not get(name, where=f"config key pretrained.{name}").trainable:
             raise RefsrError(f"config key pretrained.{name}", "has no weights to import")

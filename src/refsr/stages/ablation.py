@@ -1,8 +1,8 @@
 """Rules ablation_variant, ablation and match_study (``make ablations``).
 
 ``ablation_variant``: one variant of ``ablations`` (one model, one change) on one dataset:
-inference as rule infer does, with the variant's ``reference.align``, then the evaluation as
-rule evaluate does. ``ablation``: the variants against their models' main runs
+inference as rule infer does, with the variant's ``reference.align`` / ``reference.degrade`` or
+test LR, then the evaluation as rule evaluate does. ``ablation``: the variants against their models' main runs
 (:mod:`refsr.report.ablation`). ``match_study``: known-correspondence matching accuracy
 (:mod:`refsr.inference.match_study`).
 """
@@ -31,7 +31,7 @@ from refsr.report.ablation import (
 )
 from refsr.similarity.local import LocalFeatureMatcher
 from refsr.stages.evaluate import run_evaluation
-from refsr.stages.infer import ALIGNMENT_JSON, make_aligner, run_inference
+from refsr.stages.infer import ALIGNMENT_JSON, make_aligner, make_matching_sisr, run_inference
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,10 @@ def check_variants(config: dict) -> None:
     for v in config["ablations"]:
         if v["model"] not in config["models"]:
             raise RefsrError("ablations", f"variant {v['name']!r}: model {v['model']!r} is not in models")
-        if "align" in v and not registry.get(v["model"]).uses_reference:
-            raise RefsrError("ablations", f"variant {v['name']!r}: {v['model']} takes no reference, "
-                                          "so its reference.align changes nothing")
+        for key in ("align", "degrade"):
+            if key in v and not registry.get(v["model"]).uses_reference:
+                raise RefsrError("ablations", f"variant {v['name']!r}: {v['model']} takes no reference, "
+                                              f"so its reference.{key} changes nothing")
 
 
 def change_text(config: dict, v: dict) -> str:
@@ -62,6 +63,10 @@ def change_text(config: dict, v: dict) -> str:
     if "align" in v:
         base = config["reference"]["per_model"].get(v["model"], config["reference"]["align"])
         parts.append(f"reference.align: {base} → {v['align']}")
+    if "degrade" in v:
+        sisr = f" with {config['reference']['sisr_model']}" if v["degrade"] == "sr_model" else ""
+        parts.append(f"reference.degrade (what the matching compares): {config['reference']['degrade']} → "
+                     f"{v['degrade']}{sisr}")
     if "test_degradation" in v:
         parts.append(f"test LR (degradation.test): {config['degradation']['test']} → {v['test_degradation']}"
                      f" (models trained on {config['degradation']['train']} LR)")
@@ -77,7 +82,8 @@ def variant_main(smk) -> None:
                              device=cfg["device"], max_mb=cfg["matching"]["max_mb"],
                              tile=cfg["inference"]["tile"], pad=cfg["inference"]["pad"], scale=cfg["scale"],
                              resize=cfg["resize"], match_mode=cfg["matching"]["mode"],
-                             approx=cfg["matching"]["approximate"], aligner=aligner)
+                             approx=cfg["matching"]["approximate"], aligner=aligner,
+                             matching_sisr=make_matching_sisr(cfg, v["model"], smk.input.get("sisr"), v.get("degrade")))
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output.sr, cfg["evaluation"]["levels"])
     run_evaluation(ds, smk.output.sr, v["model"], cfg, smk.input.tiers, smk.output.csv, smk.output.json)
 

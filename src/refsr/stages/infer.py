@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from refsr.core.atomic import atomic_dir
+from refsr.core.errors import RefsrError
 from refsr.core.imageio import read_image, write_image
 from refsr.core.progress import progress
 from refsr.data import read_manifest
@@ -16,6 +17,7 @@ from refsr.data.lr import lr_path
 from refsr.inference.align import ReferenceAligner
 from refsr.inference.levels import eval_levels, level_images, level_references
 from refsr.inference.resolver import SuperResolver
+from refsr.models import registry
 from refsr.similarity.local import LocalFeatureMatcher
 from refsr.similarity.tiers import read_tiers
 
@@ -30,6 +32,21 @@ def make_aligner(cfg: dict, model: str) -> ReferenceAligner:
     return ReferenceAligner(ref["per_model"].get(model, ref["align"]), min_inliers=ref["min_inliers"],
                             max_scale=ref["max_scale"],
                             matcher=LocalFeatureMatcher(tiers["local_features"], tiers["ratio"], tiers["ransac_px"]))
+
+
+def make_matching_sisr(cfg: dict, model: str, checkpoint: str | None,
+                       degrade: str | None = None) -> SuperResolver | None:
+    """``reference.degrade`` (or a variant's ``degrade``) sr_model: the single-image model
+    (``reference.sisr_model``, from ``checkpoint``) whose outputs reference-based ``model``
+    matches; ``None`` for bicubic or a model without references."""
+    degrade = degrade or cfg["reference"]["degrade"]
+    if degrade != "sr_model" or not registry.get(model).uses_reference:
+        return None
+    if not checkpoint:
+        raise RefsrError("reference.degrade", f"sr_model needs the checkpoint of {cfg['reference']['sisr_model']}")
+    return SuperResolver(checkpoint, model=cfg["reference"]["sisr_model"], device=cfg["device"],
+                         tile=cfg["inference"]["tile"], pad=cfg["inference"]["pad"], scale=cfg["scale"],
+                         resize=cfg["resize"])
 
 
 def run_inference(ds: Dataset, lr_dir: Path, tiers_csv: Path, resolver: SuperResolver,
@@ -76,5 +93,6 @@ def main(smk) -> None:
                              max_mb=smk.config["matching"]["max_mb"], tile=cfg["inference"]["tile"],
                              pad=cfg["inference"]["pad"], scale=cfg["scale"], resize=cfg["resize"],
                              match_mode=cfg["matching"]["mode"], approx=cfg["matching"]["approximate"],
-                             aligner=make_aligner(cfg, smk.wildcards.model), vgg_mat=cfg["vgg19_mat"])
+                             aligner=make_aligner(cfg, smk.wildcards.model), vgg_mat=cfg["vgg19_mat"],
+                             matching_sisr=make_matching_sisr(cfg, smk.wildcards.model, smk.input.get("sisr")))
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output[0], cfg["levels"])
