@@ -28,18 +28,7 @@ rule ablation_variant:
         runtime=240,
         gpu=USE_GPU,
     params:
-        config=config_subset(
-            "scale",
-            "resize",
-            "device",
-            "vgg19_weights",
-            "inference",
-            "matching",
-            "reference",
-            "tiers",
-            "evaluation",
-            "ablations",
-        ),
+        config=variant_params,
     script:
         "../../scripts/ablation_variant.py"
 
@@ -49,13 +38,14 @@ rule degrade_variant:
         manifest="results/data/{dataset}/manifest.csv",
         images="results/data/{dataset}/images",
     output:
-        directory("results/data/{dataset}/lr_{test}"),
+        directory("results/data/{dataset}/lr_test_{test}_train_{train}"),
     log:
-        "results/logs/degrade/{dataset}_{test}.log",
+        "results/logs/degrade/{dataset}_test_{test}_train_{train}.log",
     benchmark:
-        "results/benchmarks/degrade/{dataset}_{test}.tsv"
+        "results/benchmarks/degrade/{dataset}_test_{test}_train_{train}.tsv"
     wildcard_constraints:
         test="bicubic|realistic",
+        train="bicubic|realistic",
     conda:
         "../../envs/refsr.yaml"
     threads: 1
@@ -65,9 +55,45 @@ rule degrade_variant:
     params:
         scale=config["scale"],
         resize=config["resize"],
-        degradation=lambda wildcards: {**config["degradation"], "test": wildcards.test},
+        degradation=lambda wc: {
+            **config["degradation"],
+            "test": wc.test,
+            "train": wc.train,
+        },
     script:
         "../../scripts/degrade.py"
+
+
+# A variant with another training degradation (train_degradation) trains its model and every
+# model it starts from again, on that LR, with their own correspondence cache: the main run's
+# rules with the chain's paths (results/ablation/train_{train}/).
+use rule correspondence as correspondence_variant with:
+    output:
+        directory("results/ablation/train_{train}/correspondence/{dataset}"),
+    log:
+        "results/logs/ablation/train_{train}/correspondence/{dataset}.log",
+    benchmark:
+        "results/benchmarks/ablation/train_{train}/correspondence/{dataset}.tsv"
+    wildcard_constraints:
+        train="|".join(OTHER_TRAIN),
+
+
+use rule train as train_variant with:
+    output:
+        checkpoint="results/ablation/train_{train}/models/{model}/checkpoint.pt",
+        log_csv="results/ablation/train_{train}/models/{model}/train_log.csv",
+    log:
+        "results/logs/ablation/train_{train}/train/{model}.log",
+    benchmark:
+        "results/benchmarks/ablation/train_{train}/train/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(registry.trainable()),
+        train="|".join(OTHER_TRAIN),
+    params:
+        train=train_job_params,
+        scale=config["scale"],
+        vgg19_weights=config["vgg19_weights"],
+        state=lambda wc: f"results/checkpoints/ablation/train_{wc.train}/{wc.model}/state.pt",
 
 
 rule ablation:
@@ -100,7 +126,12 @@ rule ablation:
         runtime=10,
     params:
         config=config_subset(
-            "evaluation", "ablations", "reference", "models", "degradation"
+            "evaluation",
+            "ablations",
+            "reference",
+            "models",
+            "degradation",
+            "pretrained",
         ),
         protocol=PROTOCOL_TEXT,
     script:

@@ -10,6 +10,7 @@ from refsr.core import config as refsr_config
 from refsr.core.config import canonical
 from refsr.core.errors import RefsrError
 from refsr.data.checks import check_datasets
+from refsr.evaluation import variants
 from refsr.evaluation.protocol import protocol_from_config
 from refsr.models import importers, registry
 from refsr.training.config import train_params
@@ -109,17 +110,50 @@ def pretrained_path(wildcards):
     return PRETRAINED[wildcards.model]["path"]
 
 
+MAIN_DEGRADATION = {k: config["degradation"][k] for k in ("test", "train")}
+OTHER_TRAIN = [d for d in ("bicubic", "realistic") if d != MAIN_DEGRADATION["train"]]
+
+
+def lr_dir(dataset, test=None, train=None):
+    """The LR folder of ``dataset`` whose test / training split is made by ``test`` / ``train``
+    (unset: the main run's): ``lr`` itself, or ``lr_test_{test}_train_{train}`` (ablations).
+    """
+    test, train = test or MAIN_DEGRADATION["test"], train or MAIN_DEGRADATION["train"]
+    if (test, train) == (MAIN_DEGRADATION["test"], MAIN_DEGRADATION["train"]):
+        return f"results/data/{dataset}/lr"
+    return f"results/data/{dataset}/lr_test_{test}_train_{train}"
+
+
+def chain_prefix(train):
+    """Where the models trained on ``train`` LR live: the main run's, or an ablation's chain."""
+    return (
+        "results"
+        if train == MAIN_DEGRADATION["train"]
+        else f"results/ablation/train_{train}"
+    )
+
+
+def trained_checkpoint(model, train=None):
+    """``model``'s checkpoint trained on ``train`` LR (unset: the main run's); imported weights
+    are the same in every chain."""
+    if model in PRETRAINED:
+        return checkpoint_of(model)
+    return f"{chain_prefix(train or MAIN_DEGRADATION['train'])}/models/{model}/checkpoint.pt"
+
+
 def train_inputs(wildcards):
-    """Inputs of train: the training data, its correspondences, the parent's checkpoint."""
+    """Inputs of train (and train_variant, wildcard ``train``): the training data, its
+    correspondences, the parent's checkpoint, all of the same training degradation."""
+    train = wildcards.get("train", MAIN_DEGRADATION["train"])
     spec = registry.get(wildcards.model)
     inputs = {
         "manifest": f"results/data/{TRAIN_DS}/manifest.csv",
-        "lr": f"results/data/{TRAIN_DS}/lr",
+        "lr": lr_dir(TRAIN_DS, train=train),
     }
     if spec.correspondence:
-        inputs["corr"] = f"results/correspondence/{TRAIN_DS}"
+        inputs["corr"] = f"{chain_prefix(train)}/correspondence/{TRAIN_DS}"
     if spec.parent is not None:
-        inputs["init"] = checkpoint_of(spec.parent)
+        inputs["init"] = trained_checkpoint(spec.parent, train)
     return inputs
 
 
@@ -140,11 +174,12 @@ def infer_inputs(wildcards):
     return inputs
 
 
-def sisr_input(model, degrade):
+def sisr_input(model, degrade, train=None):
     """reference.degrade sr_model: a reference-based model matches the outputs of the SISR
-    model reference.sisr_model, whose checkpoint is then an input."""
+    model reference.sisr_model (trained on ``train`` LR), whose checkpoint is then an input.
+    """
     if degrade == "sr_model" and registry.get(model).uses_reference:
-        return {"sisr": checkpoint_of(config["reference"]["sisr_model"])}
+        return {"sisr": trained_checkpoint(config["reference"]["sisr_model"], train)}
     return {}
 
 
@@ -174,12 +209,16 @@ def config_subset(*keys):
 
 
 def infer_params(wildcards):
+    return infer_params_of(wildcards.model)
+
+
+def infer_params_of(model):
     """What determines the SR images: the matching's memory budget does not (the stage reads
     it from the config), the rest of matching and inference does; for a reference-based model
     of recipe official with swapped VGG19 textures (SRNTT), the MatConvNet VGG19 file too.
     """
     matching = {k: v for k, v in config["matching"].items() if k != "max_mb"}
-    spec = registry.spec_for(wildcards.model, config)
+    spec = registry.spec_for(model, config)
     official_vgg = (
         spec.recipe == "official" and spec.uses_reference and spec.textures == "swapped"
     )
@@ -219,23 +258,26 @@ def correspondence_recipe():
 
 
 def correspondence_inputs(wildcards):
-    """The training data, and the SISR checkpoint when official.training_maps is sisr."""
+    """The training data, and the SISR checkpoint when official.training_maps is sisr (of
+    the same training degradation: wildcard ``train`` of correspondence_variant)."""
+    train = wildcards.get("train", MAIN_DEGRADATION["train"])
     inputs = {
         "manifest": f"results/data/{wildcards.dataset}/manifest.csv",
-        "lr": f"results/data/{wildcards.dataset}/lr",
+        "lr": lr_dir(wildcards.dataset, train=train),
     }
     if (
         correspondence_recipe() == "official"
         and config["official"]["training_maps"] == "sisr"
     ):
         # the SISR content extractor: the model the correspondence-trained models start from
-        inputs["sisr"] = checkpoint_of(
+        inputs["sisr"] = trained_checkpoint(
             next(
                 registry.get(m).parent
                 for m in registry.names()
                 if registry.get(m).correspondence
                 and registry.get(m).init == "content_extractor"
-            )
+            ),
+            train,
         )
     return inputs
 
@@ -348,6 +390,7 @@ def report_targets():
 
 
 # --- ablations (workflow/rules/ablation.smk; `make ablations`) ---
+# A variant's settings and baseline: refsr.evaluation.variants.
 
 VARIANTS = {v["name"]: v for v in config["ablations"]}
 
@@ -355,37 +398,39 @@ VARIANTS = {v["name"]: v for v in config["ablations"]}
 def check_variants():
     """Checked when an ablation target is requested (input functions), so that a config whose
     models lack a default variant's model still runs everything else."""
-    for v in VARIANTS.values():
-        if v["model"] not in MODELS:
-            raise RefsrError(
-                "ablations", f"variant {v['name']!r}: {v['model']!r} is not in models"
-            )
-        for key in ("align", "degrade"):
-            if key in v and not registry.get(v["model"]).uses_reference:
-                raise RefsrError(
-                    "ablations",
-                    f"variant {v['name']!r}: {v['model']} takes no reference, {key} changes nothing",
-                )
-        if not {"align", "degrade", "test_degradation"} & set(v):
-            raise RefsrError(
-                "ablations",
-                f"variant {v['name']!r} changes nothing (align, degrade, test_degradation)",
-            )
+    variants.check_variants(config, MODELS)
+
+
+def variant_params(wildcards):
+    """What determines a variant's outputs: its model's infer params, the evaluation section
+    and the variant's settings (not the other variants, nor its baseline)."""
+    v = VARIANTS[wildcards.variant]
+    return canonical(
+        {
+            **infer_params_of(v["model"]),
+            **config_subset("evaluation"),
+            "variant": {"model": v["model"], **variants.settings(config, v)},
+        }
+    )
 
 
 def variant_lr(wildcards):
-    v = VARIANTS[wildcards.variant]
-    test = v.get("test_degradation", config["degradation"]["test"])
-    if test == config["degradation"]["test"]:
-        return f"results/data/{wildcards.dataset}/lr"
-    return f"results/data/{wildcards.dataset}/lr_{test}"
+    """The variant's test LR (only the test split is read at inference)."""
+    s = variants.settings(config, VARIANTS[wildcards.variant])
+    return lr_dir(wildcards.dataset, test=s["test"])
 
 
 def variant_checkpoints(wildcards):
-    """The variant's model checkpoint, and the SISR model's when it matches in the SR domain."""
+    """The variant's model checkpoint (of its training degradation), and the SISR model's when
+    it matches in the SR domain."""
     v = VARIANTS[wildcards.variant]
-    degrade = v.get("degrade", config["reference"]["degrade"])
-    return {"checkpoint": checkpoint_of(v["model"]), **sisr_input(v["model"], degrade)}
+    s = variants.settings(config, v)
+    if not registry.get(v["model"]).trainable:
+        return {}
+    return {
+        "checkpoint": trained_checkpoint(v["model"], s["train"]),
+        **sisr_input(v["model"], s["degrade"], s["train"]),
+    }
 
 
 def ablation_base_csvs(wildcards=None):

@@ -1,8 +1,9 @@
 """The ablation tables and figure: variants against their model's main run, per level.
 
 Arrays in, :class:`~refsr.report.render.Table` and a matplotlib figure out. A variant is one
-model re-run with one change (``variant.change``); the baseline is that model's main run on the
-same dataset. Per (dataset, variant, level): the variant's mean, the delta to the baseline and
+model re-run with some settings changed (``variant.change``, :mod:`refsr.evaluation.variants`);
+its baseline is that model's main run on the same dataset, or the variant named by
+``variant.baseline``. Per (dataset, variant, level): the variant's mean, the delta to the baseline and
 the paired per-image sign count (``+k/-m``: images where the variant is better / worse; for
 ST-LPIPS lower is better, so its delta's sign is flipped in the count).
 """
@@ -27,6 +28,7 @@ class Variant:
     name: str
     model: str
     change: str  # what the variant changes, for the caption (e.g. "reference.align: none → homography")
+    baseline: str | None = None  # another variant to compare with; None = the model's main run
 
 
 def ablation_frame(base: Mapping[tuple[str, str], pd.DataFrame], runs: Mapping[tuple[str, str], pd.DataFrame],
@@ -35,12 +37,12 @@ def ablation_frame(base: Mapping[tuple[str, str], pd.DataFrame], runs: Mapping[t
     """One row per (dataset, variant, level): n images, each metric's mean, delta and sign count.
 
     ``base``: (dataset, model) -> eval CSV of the main run; ``runs``: (dataset, variant) -> the
-    variant's eval CSV.
+    variant's eval CSV (a variant with a baseline is compared with that variant's).
     """
     rows = []
     for (dataset, vname), df in runs.items():
         v = next(x for x in variants if x.name == vname)
-        ref = base[(dataset, v.model)]
+        ref = runs[(dataset, v.baseline)] if v.baseline else base[(dataset, v.model)]
         counts = (align_counts or {}).get((dataset, vname), {})
         for level in levels:
             a = df[df["level"] == level].set_index("image")
@@ -49,6 +51,7 @@ def ablation_frame(base: Mapping[tuple[str, str], pd.DataFrame], runs: Mapping[t
             if not len(common):
                 continue
             row = {"dataset": dataset, "variant": vname, "model": v.model, "change": v.change,
+                   "baseline": v.baseline or "main run",
                    "level": level, "n": len(common),
                    "aligned": counts.get("aligned", 0), "fallback": counts.get("fallback", 0)}
             for m in METRICS:
@@ -72,18 +75,19 @@ def _cell(row, m: str) -> str:
 
 
 def ablation_table(frame: pd.DataFrame, variants: Sequence[Variant], protocol_text: str) -> Table:
-    caption = ("Ablations: each variant is one model re-run with one change, against that model's main "
-               "run on the same images. Cells: the variant's mean (delta to the main run; paired "
+    caption = ("Ablations: each variant is one model re-run with some settings changed, against its "
+               "baseline (that model's main run, or the variant named) on the same images. Cells: the "
+               "variant's mean (delta to the baseline; paired "
                "per-image sign count +better/-worse, ST-LPIPS lower is better). "
                + " ".join(f"{v.name} = {v.model} with {v.change}." for v in variants)
                + " aligned/fallback: references warped by a homography / kept unwarped (poor fit). "
                + protocol_text)
-    header = ["dataset", "variant", "level", "n", "PSNR", "SSIM", "ST-LPIPS", "aligned/fallback"]
-    rows = [[r.dataset, r.variant, r.level, str(r.n), *(_cell(r._asdict(), m) for m in METRICS),
+    header = ["dataset", "variant", "baseline", "level", "n", "PSNR", "SSIM", "ST-LPIPS", "aligned/fallback"]
+    rows = [[r.dataset, r.variant, r.baseline, r.level, str(r.n), *(_cell(r._asdict(), m) for m in METRICS),
              f"{r.aligned}/{r.fallback}"] for r in frame.itertuples(index=False)]
     md = md_doc("Table: ablations", caption, md_table(header, rows), [])
     head = [" & ".join(header) + r" \\"]
-    tex = tex_table(caption, "tab:ablation", "lllrllll", head,
+    tex = tex_table(caption, "tab:ablation", "llllrllll", head,
                     [[c.replace("%", r"\%").replace("_", r"\_") for c in r] for r in rows])
     return Table("ablation", tidy_csv(frame), md, tex)
 
@@ -107,7 +111,7 @@ def match_accuracy_table(df: pd.DataFrame, sisr_model: str) -> Table:
 
 
 def delta_figure(frame: pd.DataFrame, levels: Sequence[str]):
-    """One panel per metric: each (dataset, variant)'s delta to its main run per level."""
+    """One panel per metric: each (dataset, variant)'s delta to its baseline per level."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,8 +120,10 @@ def delta_figure(frame: pd.DataFrame, levels: Sequence[str]):
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6), squeeze=False)
     for ax, m in zip(axes[0], METRICS, strict=True):
         for (ds, vname), part in frame.groupby(["dataset", "variant"], sort=False):
+            against = part["baseline"].iloc[0] if "baseline" in part else "main run"
             part = part.set_index("level").reindex([lv for lv in levels if lv in set(part["level"])])
-            ax.plot(range(len(part)), part[f"d_{m}"], marker="o", label=f"{vname} ({ds})")
+            vs = "" if against == "main run" else f" vs {against}"
+            ax.plot(range(len(part)), part[f"d_{m}"], marker="o", label=f"{vname}{vs} ({ds})")
             ax.set_xticks(range(len(part)), list(part.index), rotation=45, ha="right", fontsize=8)
         ax.axhline(0, color="0.5", lw=0.8)
         better = "higher" if HIGHER_IS_BETTER[m] else "lower"

@@ -1,9 +1,11 @@
 """Rules ablation_variant, ablation and match_study (``make ablations``).
 
-``ablation_variant``: one variant of ``ablations`` (one model, one change) on one dataset:
-inference as rule infer does, with the variant's ``reference.align`` / ``reference.degrade`` or
-test LR, then the evaluation as rule evaluate does. ``ablation``: the variants against their models' main runs
-(:mod:`refsr.report.ablation`). ``match_study``: known-correspondence matching accuracy
+``ablation_variant``: one variant of ``ablations`` (one model with some settings changed,
+:mod:`refsr.evaluation.variants`) on one dataset: inference as rule infer does, with the
+variant's ``reference.align`` / ``reference.degrade``, its test LR and its model's checkpoint
+(trained on the variant's training LR: the workflow's train_variant chain), then the evaluation
+as rule evaluate does. ``ablation``: the variants against their baselines, the models' main runs
+or other variants (:mod:`refsr.report.ablation`). ``match_study``: known-correspondence matching accuracy
 (:mod:`refsr.inference.match_study`).
 """
 
@@ -17,11 +19,11 @@ from refsr.core.atomic import atomic_path
 from refsr.core.errors import RefsrError
 from refsr.data import read_manifest
 from refsr.evaluation.results import read_eval_csv
+from refsr.evaluation.variants import change_text, check_variants
 from refsr.features.vgg import load_vgg19
 from refsr.inference.align import ReferenceAligner
 from refsr.inference.match_study import study_rows
 from refsr.inference.resolver import SuperResolver
-from refsr.models import registry
 from refsr.report.ablation import (
     Variant,
     ablation_frame,
@@ -31,59 +33,19 @@ from refsr.report.ablation import (
 )
 from refsr.similarity.local import LocalFeatureMatcher
 from refsr.stages.evaluate import run_evaluation
-from refsr.stages.infer import ALIGNMENT_JSON, make_aligner, make_matching_sisr, run_inference
+from refsr.stages.infer import ALIGNMENT_JSON, make_resolver, run_inference
 
 log = logging.getLogger(__name__)
 
 
-def variant_of(config: dict, name: str) -> dict:
-    for v in config["ablations"]:
-        if v["name"] == name:
-            return v
-    raise RefsrError("ablations", f"no variant named {name!r}")
-
-
-def check_variants(config: dict) -> None:
-    """Every variant names a model of ``models``, once, and changes something it can."""
-    names = [v["name"] for v in config["ablations"]]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise RefsrError("ablations", f"variant names repeat: {', '.join(dup)}")
-    for v in config["ablations"]:
-        if v["model"] not in config["models"]:
-            raise RefsrError("ablations", f"variant {v['name']!r}: model {v['model']!r} is not in models")
-        for key in ("align", "degrade"):
-            if key in v and not registry.get(v["model"]).uses_reference:
-                raise RefsrError("ablations", f"variant {v['name']!r}: {v['model']} takes no reference, "
-                                              f"so its reference.{key} changes nothing")
-
-
-def change_text(config: dict, v: dict) -> str:
-    parts = []
-    if "align" in v:
-        base = config["reference"]["per_model"].get(v["model"], config["reference"]["align"])
-        parts.append(f"reference.align: {base} → {v['align']}")
-    if "degrade" in v:
-        sisr = f" with {config['reference']['sisr_model']}" if v["degrade"] == "sr_model" else ""
-        parts.append(f"reference.degrade (what the matching compares): {config['reference']['degrade']} → "
-                     f"{v['degrade']}{sisr}")
-    if "test_degradation" in v:
-        parts.append(f"test LR (degradation.test): {config['degradation']['test']} → {v['test_degradation']}"
-                     f" (models trained on {config['degradation']['train']} LR)")
-    return "; ".join(parts)
-
-
 def variant_main(smk) -> None:
-    cfg, v = smk.params.config, variant_of(smk.params.config, smk.wildcards.variant)
+    """One variant on one dataset: params.config = the infer params of its model, the evaluation
+    section, and the variant's model and settings (refsr.evaluation.variants.settings)."""
+    cfg = smk.params.config
+    v = cfg["variant"]
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    ref_cfg = cfg["reference"] if "align" not in v else {**cfg["reference"], "per_model": {}, "align": v["align"]}
-    aligner = make_aligner({**cfg, "reference": ref_cfg}, v["model"])
-    resolver = SuperResolver(smk.input.checkpoint, model=v["model"], vgg_weights=cfg["vgg19_weights"],
-                             device=cfg["device"], max_mb=cfg["matching"]["max_mb"],
-                             tile=cfg["inference"]["tile"], pad=cfg["inference"]["pad"], scale=cfg["scale"],
-                             resize=cfg["resize"], match_mode=cfg["matching"]["mode"],
-                             approx=cfg["matching"]["approximate"], aligner=aligner,
-                             matching_sisr=make_matching_sisr(cfg, v["model"], smk.input.get("sisr"), v.get("degrade")))
+    resolver = make_resolver(cfg, v["model"], smk.input.get("checkpoint"), smk.input.get("sisr"),
+                             smk.config["matching"]["max_mb"], align=v["align"], degrade=v["degrade"])
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output.sr, cfg["evaluation"]["levels"])
     run_evaluation(ds, smk.output.sr, v["model"], cfg, smk.input.tiers, smk.output.csv, smk.output.json)
 
@@ -91,7 +53,8 @@ def variant_main(smk) -> None:
 def table_main(smk) -> None:
     cfg = smk.params.config
     check_variants(cfg)
-    variants = [Variant(v["name"], v["model"], change_text(cfg, v)) for v in cfg["ablations"]]
+    variants = [Variant(v["name"], v["model"], change_text(cfg, v), v.get("baseline"))
+                for v in cfg["ablations"]]
     base = {(Path(p).parent.name, Path(p).stem): read_eval_csv(p) for p in smk.input.base}
     runs, counts = {}, {}
     for p in smk.input.runs:

@@ -85,14 +85,22 @@ def run_inference(ds: Dataset, lr_dir: Path, tiers_csv: Path, resolver: SuperRes
     return n
 
 
+def make_resolver(cfg: dict, model: str, checkpoint: str | None, sisr: str | None, max_mb: float,
+                  align: str | None = None, degrade: str | None = None) -> SuperResolver:
+    """The SuperResolver rule infer runs for ``model`` under the params ``cfg`` (infer_params of
+    the workflow); an ablation variant passes its own ``align`` / ``degrade``."""
+    if align is not None:
+        cfg = {**cfg, "reference": {**cfg["reference"], "per_model": {}, "align": align}}
+    return SuperResolver(checkpoint, model=model, vgg_weights=cfg["vgg19_weights"], device=cfg["device"],
+                         max_mb=max_mb, tile=cfg["inference"]["tile"], pad=cfg["inference"]["pad"],
+                         scale=cfg["scale"], resize=cfg["resize"], match_mode=cfg["matching"]["mode"],
+                         approx=cfg["matching"]["approximate"], aligner=make_aligner(cfg, model),
+                         vgg_mat=cfg["vgg19_mat"], matching_sisr=make_matching_sisr(cfg, model, sisr, degrade))
+
+
 def main(smk) -> None:
     cfg = smk.params.config
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    resolver = SuperResolver(smk.input.get("checkpoint"), model=smk.wildcards.model,
-                             vgg_weights=cfg["vgg19_weights"], device=cfg["device"],
-                             max_mb=smk.config["matching"]["max_mb"], tile=cfg["inference"]["tile"],
-                             pad=cfg["inference"]["pad"], scale=cfg["scale"], resize=cfg["resize"],
-                             match_mode=cfg["matching"]["mode"], approx=cfg["matching"]["approximate"],
-                             aligner=make_aligner(cfg, smk.wildcards.model), vgg_mat=cfg["vgg19_mat"],
-                             matching_sisr=make_matching_sisr(cfg, smk.wildcards.model, smk.input.get("sisr")))
+    resolver = make_resolver(cfg, smk.wildcards.model, smk.input.get("checkpoint"), smk.input.get("sisr"),
+                             smk.config["matching"]["max_mb"])
     run_inference(ds, smk.input.lr, smk.input.tiers, resolver, smk.output[0], cfg["levels"])
