@@ -39,14 +39,16 @@ def _cmd_degrade(args) -> None:
 
 
 def _aligner(mode: str):
-    """``--align``: the schema's reference and tiers defaults (min_inliers, max_scale, SIFT)."""
+    """``--align``: the schema's reference and tiers defaults (min_inliers, max_scale, max_flow, SIFT);
+    the flow's scale is 4, the scale of ``refsr sr``."""
     from refsr.core.config import defaults
     from refsr.inference.align import ReferenceAligner
     from refsr.similarity.local import LocalFeatureMatcher
 
     ref, tiers = defaults("reference"), defaults("tiers")
     return ReferenceAligner(mode, min_inliers=ref["min_inliers"], max_scale=ref["max_scale"],
-                            matcher=LocalFeatureMatcher(tiers["local_features"], tiers["ratio"], tiers["ransac_px"]))
+                            matcher=LocalFeatureMatcher(tiers["local_features"], tiers["ratio"], tiers["ransac_px"]),
+                            scale=4, max_flow=ref["max_flow"])
 
 
 def _cmd_sr(args) -> None:
@@ -179,8 +181,9 @@ def build_parser() -> Parser:
     s.add_argument("--max-mb", type=positive_float, default=256, help="memory budget of the patch matching (MB)")
     s.add_argument("--match-mode", choices=["exact", "approximate"], default="exact",
                    help="SRNTT patch matching: exact, or approximate (about 10x faster, >= 99%% of exact S*)")
-    s.add_argument("--align", choices=["none", "homography"], default="none",
-                   help="warp each reference into the input's frame by a RANSAC homography first "
+    s.add_argument("--align", choices=["none", "homography", "homography_then_flow"], default="none",
+                   help="warp each reference into the input's frame by a RANSAC homography first, "
+                        "then (homography_then_flow) refine it by dense optical flow "
                         "(a poor fit keeps it unwarped; the count is printed)")
     s.add_argument("--match-sisr", metavar="CHECKPOINT",
                    help="match in the SR domain (reference.degrade sr_model): this single-image model's "

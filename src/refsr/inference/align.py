@@ -7,6 +7,14 @@ LR↑ grid (``warpPerspective`` with the inverse map, bilinear, black outside th
 The warped image replaces the reference before Ref↓↑ and the patch matching, so the swapped
 textures come from a view registered with the input.
 
+``homography_then_flow``: the homography-warped reference is then refined by dense optical
+flow (OpenCV's DIS, preset medium) from LR↑ to the warped reference, each seen at LR↑'s
+resolution (the reference bicubic down by ``scale`` and up again, grey), and resampled along
+the flow (bilinear). The flow is set to zero where the warped reference has no pixels and
+clipped to ``max_flow`` px, so that it corrects what a plane cannot (parallax, lens
+distortion, non-planar scenes) without pulling texture from far away. A fallback is not
+refined (the unwarped reference stays as it is).
+
 A poor fit keeps the unwarped reference (a *fallback*, counted by :class:`AlignStats`): fewer
 than ``min_inliers`` RANSAC inliers, no homography at all, or a degenerate ``H``: its local
 area change (the Jacobian determinant at the LR↑ corners and centre) outside
@@ -28,7 +36,7 @@ from refsr.similarity.local import LocalFeatureMatcher
 
 log = logging.getLogger(__name__)
 
-ALIGN_MODES = ("none", "homography")
+ALIGN_MODES = ("none", "homography", "homography_then_flow")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Alignment:
     status: str  # "aligned", "identity" (align none) or "fallback: <reason>"
     inliers: int = 0
     homography: np.ndarray | None = None
+    flow_px: float | None = None  # homography_then_flow: median flow magnitude applied (LR↑ px)
 
     @property
     def aligned(self) -> bool:
@@ -53,6 +62,8 @@ class AlignStats:
 
     def add(self, a: Alignment) -> None:
         self.counts["aligned" if a.aligned else ("identity" if a.status == "identity" else "fallback")] += 1
+        if a.flow_px is not None:
+            self.counts["flow_refined"] += 1
         if a.status.startswith("fallback"):
             self.counts[a.status] += 1
 
@@ -61,14 +72,16 @@ class AlignStats:
         return self.counts["aligned"] + self.counts["fallback"]
 
     def as_dict(self) -> dict[str, int]:
+        flow = {"flow_refined": self.counts["flow_refined"]} if self.counts["flow_refined"] else {}
         return {"attempted": self.attempted, "aligned": self.counts["aligned"],
-                "fallback": self.counts["fallback"],
+                "fallback": self.counts["fallback"], **flow,
                 **{k: v for k, v in sorted(self.counts.items()) if k.startswith("fallback:")}}
 
     def summary(self) -> str:
         if not self.attempted:
             return "no reference aligned (align none)"
-        return (f"{self.counts['aligned']} of {self.attempted} references warped by a homography, "
+        flow = f" (then refined by optical flow: {self.counts['flow_refined']})" if self.counts["flow_refined"] else ""
+        return (f"{self.counts['aligned']} of {self.attempted} references warped by a homography{flow}, "
                 f"{self.counts['fallback']} kept unwarped (poor fit)")
 
 
@@ -101,6 +114,27 @@ def degenerate(h: np.ndarray, width: int, height: int, max_scale: float) -> str 
     return None
 
 
+def refine_by_flow(lr_up: np.ndarray, warped: np.ndarray, scale: int = 4,
+                   max_flow: float = 16.0) -> tuple[np.ndarray, float]:
+    """``warped`` resampled along the DIS optical flow from ``lr_up`` to it; returns the refined
+    image and the median flow magnitude (px) over the covered pixels."""
+    h, w = lr_up.shape[:2]
+    small = cv2.resize(warped, (max(1, w // scale), max(1, h // scale)), interpolation=cv2.INTER_AREA)
+    blurred = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    g0 = cv2.cvtColor(np.ascontiguousarray(lr_up), cv2.COLOR_RGB2GRAY)
+    g1 = cv2.cvtColor(blurred, cv2.COLOR_RGB2GRAY)
+    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(g0, g1, None)
+    covered = warped.max(axis=2) > 0
+    flow[~covered] = 0
+    mag = np.linalg.norm(flow, axis=2)
+    over = mag > max_flow
+    flow[over] *= (max_flow / mag[over])[:, None]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    refined = cv2.remap(warped, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return refined, float(np.median(np.minimum(mag, max_flow)[covered])) if covered.any() else 0.0
+
+
 @dataclass(frozen=True)
 class ReferenceAligner:
     """``aligner(lr_up, ref) -> Alignment``; ``mode`` none returns the reference untouched."""
@@ -109,6 +143,8 @@ class ReferenceAligner:
     min_inliers: int = 15
     max_scale: float = 4.0
     matcher: LocalFeatureMatcher = field(default_factory=LocalFeatureMatcher)
+    scale: int = 4  # homography_then_flow: the SR scale (the flow compares images at LR↑'s detail)
+    max_flow: float = 16.0  # homography_then_flow: the largest flow applied, LR↑ px
 
     def __post_init__(self):
         if self.mode not in ALIGN_MODES:
@@ -128,4 +164,7 @@ class ReferenceAligner:
             return Alignment(ref, f"fallback: {why}", inliers, h)
         warped = cv2.warpPerspective(ref, h, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if self.mode == "homography_then_flow":
+            refined, flow_px = refine_by_flow(lr_up, warped, self.scale, self.max_flow)
+            return Alignment(refined, "aligned", inliers, h, flow_px)
         return Alignment(warped, "aligned", inliers, h)

@@ -10,7 +10,9 @@ the photo is known, hence the true reference position of every relu3_1 content c
 
 - ``align`` none | homography: the view as is, or warped into LR↑'s frame by the estimated
   homography (:mod:`refsr.inference.align`; a fallback keeps it unwarped); the truth follows
-  the warp (``H_est⁻¹ · H_true``).
+  the warp (``H_est⁻¹ · H_true``). ``homography_then_flow`` is not studied here: after the
+  flow the truth is no longer a homography (its effect on the outputs is the ablation variant
+  ``srntt_align_flow``).
 - ``degrade`` bicubic | sr_model: content φ(LR↑) against φ(Ref↓↑) (SRNTT's bicubic down and
   up), or content φ(SISR(LR)) against φ(SISR(Ref↓)) with the trained SISR model
   (``match_study.sisr_model``; matching in the SR domain, as the released training script does).

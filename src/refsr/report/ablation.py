@@ -80,7 +80,8 @@ def ablation_table(frame: pd.DataFrame, variants: Sequence[Variant], protocol_te
                "variant's mean (delta to the baseline; paired "
                "per-image sign count +better/-worse, ST-LPIPS lower is better). "
                + " ".join(f"{v.name} = {v.model} with {v.change}." for v in variants)
-               + " aligned/fallback: references warped by a homography / kept unwarped (poor fit). "
+               + " aligned/fallback: references warped by a homography (homography_then_flow: then refined "
+               "by optical flow) / kept unwarped (poor fit). "
                + protocol_text)
     header = ["dataset", "variant", "baseline", "level", "n", "PSNR", "SSIM", "ST-LPIPS", "aligned/fallback"]
     rows = [[r.dataset, r.variant, r.baseline, r.level, str(r.n), *(_cell(r._asdict(), m) for m in METRICS),

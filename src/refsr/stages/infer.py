@@ -31,7 +31,8 @@ def make_aligner(cfg: dict, model: str) -> ReferenceAligner:
     ref, tiers = cfg["reference"], cfg["tiers"]
     return ReferenceAligner(ref["per_model"].get(model, ref["align"]), min_inliers=ref["min_inliers"],
                             max_scale=ref["max_scale"],
-                            matcher=LocalFeatureMatcher(tiers["local_features"], tiers["ratio"], tiers["ransac_px"]))
+                            matcher=LocalFeatureMatcher(tiers["local_features"], tiers["ratio"], tiers["ransac_px"]),
+                            scale=cfg["scale"], max_flow=ref["max_flow"])
 
 
 def make_matching_sisr(cfg: dict, model: str, checkpoint: str | None,
