@@ -212,10 +212,35 @@ def infer_params(wildcards):
     return infer_params_of(wildcards.model)
 
 
-def infer_params_of(model):
+def reference_params(model, align=None, degrade=None):
+    """The keys of the reference section that change ``model``'s outputs with ``align`` /
+    ``degrade`` (unset: the main run's): none for a model without references; the fit's limits
+    only when it aligns, max_flow only with the flow, sisr_model only with sr_model. So adding
+    or changing a key re-runs only the jobs it affects."""
+    if not registry.get(model).uses_reference:
+        return None
+    ref = config["reference"]
+    align = align or ref["per_model"].get(model, ref["align"])
+    degrade = degrade or ref["degrade"]
+    out = {"align": align, "degrade": degrade}
+    if align != "none":
+        out.update(min_inliers=ref["min_inliers"], max_scale=ref["max_scale"])
+        out["features"] = {
+            k: config["tiers"][k] for k in ("local_features", "ratio", "ransac_px")
+        }
+    if align == "homography_then_flow":
+        out["max_flow"] = ref["max_flow"]
+    if degrade == "sr_model":
+        out["sisr_model"] = ref["sisr_model"]
+    return out
+
+
+def infer_params_of(model, align=None, degrade=None):
     """What determines the SR images: the matching's memory budget does not (the stage reads
-    it from the config), the rest of matching and inference does; for a reference-based model
-    of recipe official with swapped VGG19 textures (SRNTT), the MatConvNet VGG19 file too.
+    it from the config), the rest of matching and inference does, and the reference keys that
+    matter (reference_params); for a reference-based model of recipe official with swapped
+    VGG19 textures (SRNTT), the MatConvNet VGG19 file too. The stage reads the reference and
+    tiers sections from the config (``reference`` here is what decides a re-run).
     """
     matching = {k: v for k, v in config["matching"].items() if k != "max_mb"}
     spec = registry.spec_for(model, config)
@@ -230,9 +255,8 @@ def infer_params_of(model):
                 "device",
                 "vgg19_weights",
                 "inference",
-                "reference",
-                "tiers",
             ),
+            "reference": reference_params(model, align, degrade),
             "matching": matching,
             "levels": config["evaluation"]["levels"],
             "vgg19_mat": config["official"]["vgg19_mat"] if official_vgg else None,
@@ -405,11 +429,12 @@ def variant_params(wildcards):
     """What determines a variant's outputs: its model's infer params, the evaluation section
     and the variant's settings (not the other variants, nor its baseline)."""
     v = VARIANTS[wildcards.variant]
+    s = variants.settings(config, v)
     return canonical(
         {
-            **infer_params_of(v["model"]),
+            **infer_params_of(v["model"], s["align"], s["degrade"]),
             **config_subset("evaluation"),
-            "variant": {"model": v["model"], **variants.settings(config, v)},
+            "variant": {"model": v["model"], **s},
         }
     )
 

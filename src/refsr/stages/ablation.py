@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 def variant_main(smk) -> None:
     """One variant on one dataset: params.config = the infer params of its model, the evaluation
     section, and the variant's model and settings (refsr.evaluation.variants.settings)."""
-    cfg = smk.params.config
+    cfg = {**smk.params.config, "reference": smk.config["reference"], "tiers": smk.config["tiers"]}
     v = cfg["variant"]
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
     resolver = make_resolver(cfg, v["model"], smk.input.get("checkpoint"), smk.input.get("sisr"),
