@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
-GPU_RULES = {"train", "infer", "evaluate", "ablation_variant"}
+GPU_RULES = {"train", "train_variant", "infer", "evaluate", "ablation_variant"}
 # Modules that are not the environment's business: the script preamble imports snakemake
 # from Snakemake's own installation.
 PROVIDED = {"snakemake", "__future__"}

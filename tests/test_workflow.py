@@ -128,6 +128,18 @@ def test_whole_pipeline_on_smoke_config(tmp_path, vgg_weights):
     proc = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
                      "--configfile", str(wd / "configs/smoke.yaml"))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    # a reference key that changes no SR output (max_flow without the flow) re-runs no
+    # inference (only the tables, whose captions carry the config's hash); aligning re-runs
+    # the reference-based models' inference only
+    (wd / "ref.yaml").write_text("reference: {max_flow: 4.0}\n")
+    out = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+                    "--configfile", str(wd / "configs/smoke.yaml"), str(wd / "ref.yaml")).stdout
+    assert "rule tables:" in out and "rule infer:" not in out and "rule evaluate:" not in out
+    (wd / "ref.yaml").write_text("reference: {align: homography}\n")
+    out = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
+                    "--configfile", str(wd / "configs/smoke.yaml"), str(wd / "ref.yaml")).stdout
+    rerun = sorted(b.split("model=")[1].split()[0].rstrip(",") for b in out.split("rule infer:")[1:])
+    assert rerun == ["srntt", "srntt_l2", "ttsr", "ttsr_rec"], rerun
 
 
 @pytest.mark.slow

@@ -44,8 +44,8 @@ rule degrade_variant:
     benchmark:
         "results/benchmarks/degrade/{dataset}_test_{test}_train_{train}.tsv"
     wildcard_constraints:
-        test="bicubic|realistic",
-        train="bicubic|realistic",
+        test="|".join(DEGRADATIONS),
+        train="|".join(DEGRADATIONS),
     conda:
         "../../envs/refsr.yaml"
     threads: 1

@@ -111,7 +111,12 @@ def pretrained_path(wildcards):
 
 
 MAIN_DEGRADATION = {k: config["degradation"][k] for k in ("test", "train")}
-OTHER_TRAIN = [d for d in ("bicubic", "realistic") if d != MAIN_DEGRADATION["train"]]
+# The degradations LR can be made by (the schema's), and those the ablations' training chain
+# (train_variant) can use: every one but the main run's.
+DEGRADATIONS = refsr_config.schema()["properties"]["degradation"]["properties"][
+    "train"
+]["enum"]
+OTHER_TRAIN = [d for d in DEGRADATIONS if d != MAIN_DEGRADATION["train"]]
 
 
 def lr_dir(dataset, test=None, train=None):
