@@ -214,6 +214,11 @@ def test_sr_cli_align_homography_warps_and_reports(warped_pair, tmp_path, vgg_we
                  "--out", str(tmp_path / "h1.png")]) == 0
     a, b = (np.asarray(Image.open(tmp_path / f)) for f in ("none.png", "h1.png"))
     assert a.shape == b.shape and not np.array_equal(a, b)
+    capsys.readouterr()
+    assert main([*base, "--ref", str(tmp_path / "ref.png"), "--align", "homography_then_flow",
+                 "--out", str(tmp_path / "f1.png")]) == 0
+    assert "then refined by optical flow: 1" in capsys.readouterr().err
+    assert not np.array_equal(b, np.asarray(Image.open(tmp_path / "f1.png")))
 
 
 def test_config_reference_section_per_model_override():
