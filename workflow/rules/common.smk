@@ -224,9 +224,8 @@ def reference_params(model, align=None, degrade=None):
     or changing a key re-runs only the jobs it affects."""
     if not registry.get(model).uses_reference:
         return None
-    ref = config["reference"]
-    align = align or ref["per_model"].get(model, ref["align"])
-    degrade = degrade or ref["degrade"]
+    ref, main = config["reference"], variants.main_settings(config, model)
+    align, degrade = align or main["align"], degrade or main["degrade"]
     out = {"align": align, "degrade": degrade}
     if align != "none":
         out.update(min_inliers=ref["min_inliers"], max_scale=ref["max_scale"])
@@ -427,7 +426,7 @@ VARIANTS = {v["name"]: v for v in config["ablations"]}
 def check_variants():
     """Checked when an ablation target is requested (input functions), so that a config whose
     models lack a default variant's model still runs everything else."""
-    variants.check_variants(config, MODELS)
+    variants.check_variants(config)
 
 
 def variant_params(wildcards):

@@ -60,11 +60,15 @@ def baseline_settings(config: Mapping, v: Mapping) -> dict[str, str]:
     return main_settings(config, v["model"])
 
 
+def _trained_here(config: Mapping, model: str) -> bool:
+    """Whether the pipeline trains ``model`` (not interpolation, not imported weights)."""
+    return registry.get(model).trainable and model not in config.get("pretrained", {})
+
+
 def changes(config: Mapping, v: Mapping) -> dict[str, tuple[str, str]]:
     """Setting -> (baseline's, variant's) for every setting that differs and matters for the model."""
-    spec = registry.get(v["model"])
-    relevant = {"test"} | ({"align", "degrade"} if spec.uses_reference else set()) | (
-        {"train"} if spec.trainable and v["model"] not in config.get("pretrained", {}) else set())
+    relevant = {"test"} | ({"align", "degrade"} if registry.get(v["model"]).uses_reference else set()) | (
+        {"train"} if _trained_here(config, v["model"]) else set())
     a, b = baseline_settings(config, v), settings(config, v)
     return {s: (a[s], b[s]) for s in KEYS if s in relevant and a[s] != b[s]}
 
@@ -79,7 +83,7 @@ def change_text(config: Mapping, v: Mapping) -> str:
     return "; ".join(parts) + f" ({against})"
 
 
-def check_variants(config: Mapping, models: list[str] | None = None) -> None:
+def check_variants(config: Mapping) -> None:
     """Every variant names a model that is run, once, has a valid baseline and changes something
     that matters for its model (one-line :class:`RefsrError` naming the variant otherwise)."""
     variants = config["ablations"]
@@ -87,17 +91,16 @@ def check_variants(config: Mapping, models: list[str] | None = None) -> None:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise RefsrError("ablations", f"variant names repeat: {', '.join(dup)}")
-    models = list(config["models"]) if models is None else models
     for v in variants:
         where = f"variant {v['name']!r}"
-        if v["model"] not in models:
+        if v["model"] not in config["models"]:
             raise RefsrError("ablations", f"{where}: model {v['model']!r} is not in models")
         spec = registry.get(v["model"])
         for key in ("align", "degrade"):
             if key in v and not spec.uses_reference:
                 raise RefsrError("ablations", f"{where}: {v['model']} takes no reference, "
                                               f"so its reference.{key} changes nothing")
-        if "train_degradation" in v and (not spec.trainable or v["model"] in config.get("pretrained", {})):
+        if "train_degradation" in v and not _trained_here(config, v["model"]):
             raise RefsrError("ablations", f"{where}: {v['model']} is not trained here, "
                                           "so train_degradation changes nothing")
         base = v.get("baseline")

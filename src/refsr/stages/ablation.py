@@ -33,7 +33,7 @@ from refsr.report.ablation import (
 )
 from refsr.similarity.local import LocalFeatureMatcher
 from refsr.stages.evaluate import run_evaluation
-from refsr.stages.infer import ALIGNMENT_JSON, make_resolver, run_inference
+from refsr.stages.infer import ALIGNMENT_JSON, make_resolver, resolver_config, run_inference
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 def variant_main(smk) -> None:
     """One variant on one dataset: params.config = the infer params of its model, the evaluation
     section, and the variant's model and settings (refsr.evaluation.variants.settings)."""
-    cfg = {**smk.params.config, "reference": smk.config["reference"], "tiers": smk.config["tiers"]}
+    cfg = resolver_config(smk)
     v = cfg["variant"]
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
     resolver = make_resolver(cfg, v["model"], smk.input.get("checkpoint"), smk.input.get("sisr"),

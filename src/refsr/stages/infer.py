@@ -86,11 +86,16 @@ def run_inference(ds: Dataset, lr_dir: Path, tiers_csv: Path, resolver: SuperRes
     return n
 
 
+def resolver_config(smk) -> dict:
+    """The job's params with the config's ``reference`` and ``tiers`` sections (the params hold
+    only the reference keys that change the outputs; the resolver needs them all)."""
+    return {**smk.params.config, "reference": smk.config["reference"], "tiers": smk.config["tiers"]}
+
+
 def make_resolver(cfg: dict, model: str, checkpoint: str | None, sisr: str | None, max_mb: float,
                   align: str | None = None, degrade: str | None = None) -> SuperResolver:
-    """The SuperResolver rule infer runs for ``model`` under ``cfg`` (the job's params, infer_params
-    of the workflow, with the config's ``reference`` and ``tiers`` sections: the params hold only
-    the reference keys that matter); an ablation variant passes its own ``align`` / ``degrade``."""
+    """The SuperResolver rule infer runs for ``model`` under ``cfg`` (:func:`resolver_config`); an
+    ablation variant passes its own ``align`` / ``degrade``."""
     if align is not None:
         cfg = {**cfg, "reference": {**cfg["reference"], "per_model": {}, "align": align}}
     return SuperResolver(checkpoint, model=model, vgg_weights=cfg["vgg19_weights"], device=cfg["device"],
@@ -101,7 +106,7 @@ def make_resolver(cfg: dict, model: str, checkpoint: str | None, sisr: str | Non
 
 
 def main(smk) -> None:
-    cfg = {**smk.params.config, "reference": smk.config["reference"], "tiers": smk.config["tiers"]}
+    cfg = resolver_config(smk)
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
     resolver = make_resolver(cfg, smk.wildcards.model, smk.input.get("checkpoint"), smk.input.get("sisr"),
                              smk.config["matching"]["max_mb"])
