@@ -67,6 +67,7 @@ class OfficialTrainer(Trainer):
         from pathlib import Path
 
         self.cfg, self.data, self.state_path, self.dist = cfg, data, Path(state_path), dist
+        self.init_ckpt = init_ckpt  # part of the state's fingerprint (trainer.job_digests)
         self.device = torch_device(cfg.device, "config key device") if dist is None else dist.device_for(cfg.device)
         spec = registry.get(cfg.model, recipe=cfg.recipe)
         self.refsr = spec.uses_reference

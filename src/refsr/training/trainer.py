@@ -13,6 +13,17 @@ ends with the same weights as an uninterrupted one (on CPU). The state carries a
 :func:`~refsr.models.checkpoint.content_digest`; a state whose digest is missing or does not
 match (a damaged file) is ignored with a warning and training starts afresh.
 
+A state is resumed only by the same job (issue 28, case 1: a stale state was resumed after the
+training data or the parent checkpoint changed, since the fingerprint covered the config only).
+Its fingerprint (:func:`job_digests`) covers everything the weights depend on: the config's
+:meth:`~refsr.training.config.TrainConfig.fingerprint`, a digest of the training data (every
+pair's name and the size and modification time of its HR, reference, LR and cached
+correspondence files: a rebuilt input counts as changed, and no image is read) and a sha256 of the
+parent checkpoint's bytes. A state of a different job logs one line, ``<state>: state of a
+different job (<what> changed); training from scratch``, and is not used. After the final
+checkpoint and log are written (atomically), :meth:`Trainer.write_outputs` removes the state, so
+a finished run leaves nothing that a later, different job could pick up.
+
 Preemption: :func:`train_model` traps SIGTERM (what SLURM sends on preemption, at the
 time limit and on ``scancel``) and SIGUSR1: the current iteration finishes, the state is
 saved and :class:`Preempted` (a :class:`RefsrError`: the job exits non-zero) is raised, so
@@ -28,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import importlib
 import json
 import logging
@@ -44,6 +56,7 @@ import torch.nn.functional as F
 from refsr.core.atomic import atomic_path
 from refsr.core.device import torch_device
 from refsr.core.errors import RefsrError
+from refsr.data.lr import lr_path
 from refsr.features.vgg import load_vgg19
 from refsr.matching import SWAP_SCALES, swap_batch
 from refsr.models import registry
@@ -58,7 +71,7 @@ from refsr.models.checkpoint import (
 )
 from refsr.models.discriminator import Discriminator
 from refsr.training.config import TrainConfig
-from refsr.training.data import TrainingSet, batch_indices, collate
+from refsr.training.data import TrainingSet, batch_indices, collate, correspondence_path
 from refsr.training.losses import GeneratorLoss, LossConfig, discriminator_loss
 from refsr.training.parallel import DistContext
 from refsr.training.preemption import Preempted, preemption_signals
@@ -77,6 +90,58 @@ def swapped_maps(batch: dict, ref_feats: dict, device) -> tuple[dict, torch.Tens
     s = torch.stack([corr.score for corr in corrs]).clamp_min(0)
     s_star = s / s.flatten(1).max(1).values.clamp_min(1e-6)[:, None, None]
     return maps, s_star[:, None]
+
+
+#: What a training state's fingerprint covers (:func:`job_digests`), as its mismatch message names it.
+JOB_PARTS = {"config": "configuration", "data": "training data", "parent": "parent checkpoint"}
+
+
+def _stat_key(path: Path) -> str:
+    """``size:mtime_ns`` of ``path`` (``missing`` if it cannot be read: training will say so)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def data_digest(data) -> str:
+    """Digest of a :class:`TrainingSet`'s files, cheaply: per pair its name and the size and
+    modification time of its HR, reference, LR and (if cached) correspondence file."""
+    h = hashlib.sha256()
+    lr_dir, corr_dir = Path(data.lr_dir), data.corr_dir
+    h.update(f"corr={corr_dir is not None}\n".encode())
+    for pair in data.pairs:
+        files = [Path(pair.input), Path(pair.ref), lr_path(lr_dir, "train", pair.name)]
+        if corr_dir is not None:
+            files.append(correspondence_path(Path(corr_dir), pair.name))
+        h.update("\t".join([pair.name, *(f"{p.name}={_stat_key(p)}" for p in files)]).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: str | os.PathLike | None) -> str:
+    """sha256 of a file's bytes (the parent checkpoint), ``none`` without one."""
+    if path is None:
+        return "none"
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return "missing"
+    return h.hexdigest()[:16]
+
+
+def job_digests(cfg: TrainConfig, data, init_ckpt: str | os.PathLike | None) -> dict[str, str]:
+    """What a training run's weights depend on (keys of :data:`JOB_PARTS`): the config's
+    fingerprint, the training data's digest and the parent checkpoint's."""
+    return {"config": cfg.fingerprint(), "data": data_digest(data), "parent": file_digest(init_ckpt)}
+
+
+def job_fingerprint(parts: dict[str, str]) -> str:
+    """One fingerprint of :func:`job_digests`'s parts."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -124,7 +189,7 @@ class Trainer:
                  init_ckpt: str | None = None, vgg_weights: str | None = None,
                  dist: DistContext | None = None):
         self.cfg, self.data, self.state_path = cfg, data, Path(state_path)
-        self.dist = dist
+        self.dist, self.init_ckpt = dist, init_ckpt
         self.device = torch_device(cfg.device, "config key device") if dist is None else dist.device_for(cfg.device)
         self.refsr = registry.get(cfg.model).uses_reference
         self.loss_cfg = LossConfig.from_dict(cfg.loss, model=cfg.model, where="loss", recipe=cfg.recipe)
@@ -147,8 +212,15 @@ class Trainer:
         self._resume()
 
     # ------------------------------------------------------------------ state
+    @property
+    def job(self) -> dict[str, str]:
+        """This run's :func:`job_digests` (computed once: the inputs as training started)."""
+        if "_job" not in self.__dict__:
+            self._job = job_digests(self.cfg, self.data, getattr(self, "init_ckpt", None))
+        return self._job
+
     def _state(self) -> dict:
-        state = {"fingerprint": self.cfg.fingerprint(), "iteration": self.iteration,
+        state = {"fingerprint": job_fingerprint(self.job), "job": dict(self.job), "iteration": self.iteration,
                  "model": self.model.state_dict(), "opt": self.opt.state_dict(), "rows": self.rows}
         if self.disc is not None:
             state["disc"] = self.disc.state_dict()
@@ -173,9 +245,11 @@ class Trainer:
             log.warning("ignoring training state %s: no digest, or it does not match the contents "
                         "(a damaged file); starting afresh", self.state_path)
             return
-        if state.get("fingerprint") != self.cfg.fingerprint():
-            log.warning("training state %s belongs to another configuration; starting afresh",
-                        self.state_path)
+        theirs = state.get("job") if isinstance(state.get("job"), dict) else {}
+        if state.get("fingerprint") != job_fingerprint(self.job) or theirs != self.job:
+            changed = [what for key, what in JOB_PARTS.items() if theirs.get(key) != self.job[key]]
+            log.warning("%s: state of a different job (%s changed); training from scratch",
+                        self.state_path, ", ".join(changed) or "fingerprint")
             return
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
@@ -233,6 +307,7 @@ class Trainer:
         cfg = self.cfg
         log.info("training %s: %d iterations, batch %d, %d pairs, device %s", cfg.model,
                  cfg.iterations, cfg.batch_size, len(self.data), self.device)
+        _ = self.job  # the inputs' digests as training starts (every state saved carries them)
         t0, done_at_start = time.perf_counter(), self.iteration
         while self.iteration < cfg.iterations:
             it = self.iteration
@@ -278,12 +353,16 @@ class Trainer:
 
     def write_outputs(self, checkpoint: str | os.PathLike, log_csv: str | os.PathLike,
                       provenance: dict | None = None) -> None:
-        """The final checkpoint and the per-iteration CSV log (both atomic)."""
+        """The final checkpoint and the per-iteration CSV log (both atomic), then the training
+        state is removed: a finished run leaves no state for a later job to resume."""
         extra = {"iterations": self.iteration, "fingerprint": self.cfg.fingerprint(),
                  "train_config": json.dumps(asdict(self.cfg)), **(provenance or {})}
         save_checkpoint(checkpoint, self.model.cpu(), self.cfg.model, self.model_arch(), extra=extra,
                         recipe=self.cfg.recipe)
         write_log_csv(log_csv, self.rows)
+        if self.state_path.exists():
+            self.state_path.unlink()
+            log.info("%s finished: removed its training state %s", self.cfg.model, self.state_path)
 
     def model_arch(self) -> dict:
         return arch_config(self.cfg.model, self.cfg.arch, recipe=self.cfg.recipe)

@@ -95,6 +95,7 @@ class TTSRTrainer(Trainer):
                  init_ckpt: str | None = None, vgg_weights: str | None = None,
                  dist: DistContext | None = None):
         self.cfg, self.data, self.state_path, self.dist = cfg, data, Path(state_path), dist
+        self.init_ckpt = init_ckpt  # part of the state's fingerprint (trainer.job_digests)
         self.device = torch_device(cfg.device, "config key device") if dist is None else dist.device_for(cfg.device)
         self.refsr = True
         self.loss_cfg = LossConfig.from_dict(cfg.loss, model=cfg.model, where="ttsr.loss", recipe=cfg.recipe)
