@@ -128,3 +128,43 @@ def test_random_score_options(crop, scale, work, capsys):
     else:
         err = captured.err.strip().splitlines()
         assert rc == 1 and len(err) == 1 and err[0].startswith("refsr: error: "), err
+
+
+# Float images (issue 28, case 2): the scale ([0, 1] or [0, 255]) is decided by a rule that one
+# pixel cannot flip, and a non-finite value is refused in one line.
+FLOAT32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
+
+
+@FUZZ
+@given(h=st.integers(1, 40), w=st.integers(1, 40), top=st.sampled_from([1.0, 255.0]),
+       seed=st.integers(0, 2**16), specials=st.lists(st.tuples(st.integers(0, 1600), FLOAT32), max_size=3))
+def test_random_float_images(h, w, top, seed, specials, work, capsys):
+    arr = np.random.default_rng(seed).uniform(0, top, (h, w)).astype(np.float32)
+    for pos, value in specials:
+        arr.flat[pos % arr.size] = value
+    src = work / "in.tif"
+    Image.fromarray(arr).save(src)
+    out = work / "out" / "lr.png"
+    got = outcome(capsys, main(["degrade", str(src), str(out)]), out, work / "out")
+    assert got == ("ok" if np.isfinite(arr).all() and min(h, w) >= 12 else "error")
+
+
+@FUZZ
+@given(h=st.integers(2, 40), w=st.integers(2, 40), top=st.sampled_from([1.0, 255.0]),
+       seed=st.integers(0, 2**16), pos=st.integers(0, 1600),
+       value=st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_one_float_pixel_cannot_flip_the_scale(h, w, top, seed, pos, value, work):
+    from refsr.core.imageio import read_image
+
+    low = 0.0 if top == 1.0 else 2.0  # a [0, 255] image with content (not all but black)
+    clean = np.random.default_rng(seed).uniform(low, top, (h, w)).astype(np.float32)
+    spoilt = clean.copy()
+    spoilt.flat[pos % clean.size] = value
+    Image.fromarray(clean).save(work / "clean.tif")
+    Image.fromarray(spoilt).save(work / "spoilt.tif")
+    a, b = read_image(work / "clean.tif"), read_image(work / "spoilt.tif")
+    expected = np.clip(np.rint(clean.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(a[..., 0], expected)
+    same = np.ones((h, w), bool)
+    same.flat[pos % clean.size] = False
+    np.testing.assert_array_equal(a[same], b[same])  # every other pixel keeps its grey level

@@ -6,9 +6,21 @@ Every image enters the pipeline as ``uint8`` RGB ``(H, W, 3)``:
 * an alpha channel (``RGBA``, ``LA``, ``PA``) is discarded (colour channels kept as stored);
 * palette and CMYK images are converted to RGB by Pillow;
 * 16-bit grayscale is rescaled to 8 bits (``round(v / 257)``); 32-bit integer grayscale
-  likewise unless its maximum is <= 255 (then kept); float grayscale in [0, 1] is scaled by 255;
+  likewise unless its maximum is <= 255 (then kept); float grayscale: see below;
   16-bit-per-channel colour is reduced by Pillow to its high byte;
 * an EXIF orientation tag is applied (phone photos come out upright).
+
+Float images (Pillow mode ``F``, e.g. a float32 TIFF) are in [0, 1] or in [0, 255], decided by a
+rule that no single pixel can flip (issue 28, case 2: the maximum decided it, so a [0, 1] image
+with one pixel at 1.0001 was divided by 255 a second time and came out black): the image is
+taken as [0, 1] (scaled by 255) when its 99.9th percentile (:data:`FLOAT_UNIT_QUANTILE`, numpy's
+``lower`` method, so the largest value never counts on its own: at most 0.1 % of the values, and
+always the single largest, are ignored) is at most :data:`FLOAT_UNIT_LIMIT` = 1.5, else as
+[0, 255]; either way the result is rounded and clipped to 0..255, so overshoot above 1 (or 255)
+becomes white. The limit 1.5 leaves room for the overshoot of resampling a [0, 1] image; a
+[0, 255] image whose 99.9th percentile is below 1.5 grey levels would be black anyway. A float
+image with any non-finite value (NaN, +-inf) is refused in one line naming the file: there is
+no grey level to give it.
 
 Unreadable input raises :class:`~refsr.errors.RefsrError` naming the file.
 """
@@ -33,8 +45,28 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: 4 image pixels apart. References and (upsampled) inputs below it are errors.
 MIN_SIDE = 12
 
+#: A float image is taken as [0, 1] when this quantile of its values (numpy's ``lower`` method) is
+#: at most :data:`FLOAT_UNIT_LIMIT`, else as [0, 255] (see the module docstring).
+FLOAT_UNIT_QUANTILE = 0.999
+FLOAT_UNIT_LIMIT = 1.5
 
-def _to_rgb8(im: Image.Image) -> np.ndarray:
+
+def float_scale(arr: np.ndarray, where) -> float:
+    """The factor that takes float image ``arr`` to 0..255: 255 for a [0, 1] image, 1 for a
+    [0, 255] one (the module docstring's rule; one pixel cannot flip it). Non-finite values are
+    a one-line error naming ``where``."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        kinds = [name for name, hit in (("NaN", np.isnan(arr).any()), ("infinity", np.isinf(arr).any())) if hit]
+        raise RefsrError(where, f"float image with {int(bad.sum())} non-finite value(s) "
+                                f"({' and '.join(kinds)}); expected finite values in [0, 1] or [0, 255]")
+    if arr.size == 0:
+        return 255.0
+    q = np.quantile(arr, FLOAT_UNIT_QUANTILE, method="lower")
+    return 255.0 if q <= FLOAT_UNIT_LIMIT else 1.0
+
+
+def _to_rgb8(im: Image.Image, where="image") -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im, dtype=np.float64)
@@ -43,8 +75,7 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
         return np.repeat(arr[..., None], 3, axis=2)
     if mode == "F":
         arr = np.asarray(im, dtype=np.float64)
-        scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0
-        arr = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        arr = np.clip(np.rint(arr * float_scale(arr, where)), 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if mode != "RGB":
         im = im.convert("RGB")  # drops alpha, expands gray / palette / CMYK
@@ -65,7 +96,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            arr = _to_rgb8(ImageOps.exif_transpose(im))
+            arr = _to_rgb8(ImageOps.exif_transpose(im), where=path)
     except UnidentifiedImageError:
         raise RefsrError(path, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:  # not an OSError: would escape as a traceback
