@@ -1,5 +1,7 @@
 """Dataset builders. Each returns a :class:`~refsr.data.layout.Dataset` whose images
-are written under ``out_dir/images``; :func:`build` dispatches on ``cfg['kind']``."""
+are written under ``out_dir/images``; :func:`build` dispatches on ``cfg['kind']`` and then
+excludes every reference that is a copy of its HR image, with a warning
+(:mod:`refsr.data.hr_copies`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 
 from refsr.core.errors import RefsrError
 from refsr.data.checks import check_dataset, check_datasets
+from refsr.data.hr_copies import drop_hr_copies
 from refsr.data.layout import (
     EVAL_LEVELS,
     LEVELS,
@@ -41,7 +44,9 @@ def build(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset:
         from refsr.data.wrsr import build_wrsr as builder
     else:  # pragma: no cover - check_dataset refused it
         raise RefsrError(f"datasets.{name}.kind", f"unknown dataset kind {kind!r}")
-    return builder(name, cfg, Path(out_dir), scale)
+    ds = builder(name, cfg, Path(out_dir), scale)
+    drop_hr_copies(ds, scale)  # a reference that is the HR itself would make its level the oracle
+    return ds
 
 
 def build_to(name: str, cfg: dict, root: Path, scale: int = 4) -> Dataset:

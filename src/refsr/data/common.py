@@ -210,6 +210,7 @@ def write_test_group(out_dir: Path, name: str, hr_src: Path, refs: dict[str, tup
         normalise_image(src, dst, info=infos[src])
         group.refs[ref_id] = dst
         group.levels[ref_id] = level
+        group.sources[ref_id] = Path(src)
     return group, shape != (info.height, info.width)
 
 

@@ -81,6 +81,7 @@ def build_cufed5(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset
             normalise_image(src, dst, info=infos[src])
             g.refs[level] = dst
             g.levels[level] = level
+            g.sources[level] = src
         ds.groups.append(g)
     ds.train = pairs
     log.info("%s: %d test groups from %s (%d HR mod-cropped to a multiple of %d), %d training pairs%s",

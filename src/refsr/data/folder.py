@@ -186,6 +186,7 @@ def build_folder(name: str, cfg: dict, out_dir: Path, scale: int = 4) -> Dataset
             normalise_image(src, dst, info=infos[src])
             g.refs[ref_id] = dst
             g.levels[ref_id] = ""
+            g.sources[ref_id] = src
         ds.groups.append(g)
     ds.train = pairs
     n_refs = sum(len(g.refs) for g in ds.groups)

@@ -42,6 +42,9 @@ class TestGroup:
     hr: Path
     refs: dict[str, Path] = field(default_factory=dict)
     levels: dict[str, str] = field(default_factory=dict)  # ref_id -> given level ('' if none)
+    #: ref_id -> the user's file a reference was written from (builders that copy one; not in
+    #: the manifest): what :mod:`refsr.data.hr_copies` names
+    sources: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
