@@ -148,7 +148,7 @@ def _cmd_download_weights(args) -> None:
 def _cmd_import_weights(args) -> None:
     from refsr.models.importers import import_weights
 
-    written = import_weights(args.source, args.src, args.out)
+    written = import_weights(args.source, args.src, args.out, model=args.model)
     print(json.dumps({model: str(path) for model, path in written.items()}))
 
 
@@ -249,6 +249,8 @@ def build_parser() -> Parser:
     i.add_argument("source", choices=sorted(IMPORTERS), help="the format of the released weights")
     i.add_argument("src", help="the released file or folder")
     i.add_argument("--out", required=True, type=output_dir, help="folder for the refsr checkpoints")
+    i.add_argument("--model", default=None, help="the model a ttsr-official file holds (ttsr|ttsr_rec), "
+                                                 "for a file not named TTSR.pt or TTSR-rec.pt")
     i.set_defaults(func=_cmd_import_weights)
     return p
 

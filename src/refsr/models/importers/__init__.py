@@ -55,9 +55,25 @@ def importer(source: str, where: str = "source") -> Callable[[Path, Path], dict[
     return getattr(importlib.import_module(module), fn)
 
 
-def import_weights(source: str, src: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Convert the released weights at ``src`` into refsr checkpoints in ``out_dir``."""
+#: Sources whose files do not say which model they hold by themselves: ``model=`` of
+#: :func:`import_weights` (``refsr import-weights --model``) may name it, one of these.
+MODEL_CHOICES: dict[str, tuple[str, ...]] = {"ttsr-official": ("ttsr", "ttsr_rec")}
+
+
+def import_weights(source: str, src: str | os.PathLike, out_dir: str | os.PathLike,
+                   model: str | None = None) -> dict[str, Path]:
+    """Convert the released weights at ``src`` into refsr checkpoints in ``out_dir``; ``model``
+    names the model the file holds, for a source of :data:`MODEL_CHOICES` only."""
     src = Path(src)
     if not src.exists():
         raise RefsrError(src, "released weights not found")
-    return importer(source)(src, Path(out_dir))
+    convert = importer(source)
+    if model is None:
+        return convert(src, Path(out_dir))
+    choices = MODEL_CHOICES.get(source)
+    if choices is None:
+        raise RefsrError("--model", f"{source} weights say which model they hold; --model applies only to "
+                                    f"{', '.join(MODEL_CHOICES)}")
+    if model not in choices:
+        raise RefsrError("--model", f"{source} weights hold {' or '.join(choices)}, not {model!r}")
+    return convert(src, Path(out_dir), model=model)

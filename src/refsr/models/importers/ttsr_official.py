@@ -3,9 +3,13 @@
 tensors, ``module.`` stripped, ``LTE_copy.*`` dropped) → refsr checkpoints of
 :class:`refsr.models.ttsr.TTSR`, whose parameter names are the released ones.
 
-The two released files have the same layout, so the file name says which model it is: a name
-containing ``rec`` (``TTSR-rec.pt``) gives ``ttsr_rec``, any other ``ttsr``; a folder gives one
-checkpoint per such file in it. The sizes (residual blocks per stage, features) are read from
+The two released files have the same layout, so the file name says which model it is, matched
+exactly (case-insensitively, on the whole stem, :data:`RELEASED_NAMES`): ``TTSR.pt`` gives
+``ttsr``, ``TTSR-rec.pt`` gives ``ttsr_rec``; a folder gives one checkpoint per such file in it.
+Any other name is refused in one line asking for ``--model ttsr|ttsr_rec`` (``model=`` of
+:func:`import_released`), which names the model of every file imported. (Issue 28, case 4: the
+name was matched on the substring ``rec``, so ``TTSR_direct.pt``, full TTSR weights, became
+``ttsr_rec``, as would "correct" or "record".) The sizes (residual blocks per stage, features) are read from
 the tensors; ``res_scale`` is not stored and is the released default, 1. A state dict that does
 not fit is refused naming the file and the first offending key.
 """
@@ -27,9 +31,23 @@ _IGNORED = ("LTE_copy.", "SearchNet.")
 _BLOCK_LISTS = ("MainNet.SFE.RBs", "MainNet.RB11", "MainNet.RB21", "MainNet.RB31")
 
 
-def model_of(path: Path) -> str:
-    """``ttsr_rec`` for a file named like ``TTSR-rec.pt``, else ``ttsr``."""
-    return "ttsr_rec" if "rec" in path.stem.lower() else "ttsr"
+#: The released file stems (lower case) and the model each holds.
+RELEASED_NAMES = {"ttsr": "ttsr", "ttsr-rec": "ttsr_rec"}
+MODELS = tuple(RELEASED_NAMES.values())
+
+
+def model_of(path: Path, model: str | None = None) -> str:
+    """``model`` if given (one of :data:`MODELS`), else the model of a released file name
+    (``TTSR.pt`` → ``ttsr``, ``TTSR-rec.pt`` → ``ttsr_rec``, any case); a one-line error otherwise."""
+    if model is not None:
+        if model not in MODELS:
+            raise RefsrError("--model", f"unknown TTSR model {model!r}; choose {'|'.join(MODELS)}")
+        return model
+    name = RELEASED_NAMES.get(Path(path).stem.lower())
+    if name is None:
+        raise RefsrError(path, "not a released TTSR file name (TTSR.pt or TTSR-rec.pt), so which model it "
+                               f"holds is unknown; name it with --model {'|'.join(MODELS)}")
+    return name
 
 
 def _read(path: Path) -> dict:
@@ -77,15 +95,16 @@ def load_released(path: Path) -> tuple[TTSR, dict]:
     return model.eval(), arch
 
 
-def import_released(src: Path, out_dir: Path) -> dict[str, Path]:
-    """``TTSR.pt`` / ``TTSR-rec.pt`` (a file, or a folder holding them) → ``out_dir/{model}.pt``."""
+def import_released(src: Path, out_dir: Path, model: str | None = None) -> dict[str, Path]:
+    """``TTSR.pt`` / ``TTSR-rec.pt`` (a file, or a folder holding them) → ``out_dir/{model}.pt``;
+    ``model`` (``ttsr`` or ``ttsr_rec``) names the model of a file of any other name."""
     src = Path(src)
     files = (sorted(src.glob("*.pt")) + sorted(src.glob("*.pth"))) if src.is_dir() else [src]
     if not files:
         raise RefsrError(src, "no released TTSR state dict (*.pt) in this folder")
+    names = [model_of(path, model) for path in files]  # every name checked before anything is written
     written: dict[str, Path] = {}
-    for path in files:
-        name = model_of(path)
+    for path, name in zip(files, names, strict=True):
         if name in written:
             raise RefsrError(path, f"a second {name} state dict (already {written[name]}); keep one per model")
         model, arch = load_released(path)
