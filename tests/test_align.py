@@ -223,7 +223,12 @@ def test_sr_cli_align_homography_warps_and_reports(warped_pair, tmp_path, vgg_we
 
 def test_config_reference_section_per_model_override():
     from refsr.core.config import validate
-    from refsr.stages.infer import make_aligner
+    from refsr.inference.align import ReferenceAligner
+    from refsr.pipeline import jobs
+
+    def make_aligner(cfg, model):  # the aligner an infer job of ``model`` runs with
+        spec = jobs.infer(cfg, model)
+        return ReferenceAligner.from_config(spec["reference"], spec["scale"])
 
     cfg = validate({"reference": {"align": "none", "per_model": {"srntt": "homography"}, "min_inliers": 30}})
     assert make_aligner(cfg, "srntt").mode == "homography"

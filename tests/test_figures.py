@@ -89,6 +89,11 @@ def tiny(tmp_path):
             "csvs": csvs, "tmp": tmp_path}
 
 
+
+def dirs(tiny) -> dict:
+    """model -> its SR folder (what the figures rule's inputs give the stage)."""
+    return {m: tiny["sr_root"] / m for m in MODELS}
+
 def test_metric_vs_level_png_and_pdf(tiny):
     evals, _ = load_evals(tiny["csvs"])
     summary = summarise(evals)
@@ -104,7 +109,7 @@ def test_comparison_grid(tiny):
     evals = {m: pd.read_csv(c) for m, c in zip(MODELS, tiny["csvs"], strict=True)}
     tiers = read_tiers(tiny["tiers"])
     png = tiny["tmp"] / "grid.png"
-    names = plot_comparison_grid(tiny["ds"], tiny["sr_root"], MODELS, tiers, evals, png,
+    names = plot_comparison_grid(tiny["ds"], dirs(tiny), MODELS, tiers, evals, png,
                                  levels=["L1", "L3"], crop=24)
     assert names == ["g0", "g1"] and _nonempty(png)
     labels = [c[0] for c in comparison_columns(MODELS, ["L1", "L3"])]
@@ -133,7 +138,7 @@ def test_helpers():
 def test_run_figures_with_correspondence(tiny, vgg_weights):
     outs = {f"{k}_{e}": str(tiny["tmp"] / "figs" / f"{k}.{e}")
             for k in ("levels", "grid", "corr") for e in ("png", "pdf")}
-    run_figures(tiny["ds"], tiny["csvs"], tiny["sr_root"], tiny["lr"], tiny["tiers"], MODELS,
+    run_figures(tiny["ds"], tiny["csvs"], dirs(tiny), tiny["lr"], tiny["tiers"], MODELS,
                 CONFIG, outs)
     for key, path in outs.items():
         assert _nonempty(tiny["tmp"] / "figs" / path.rsplit("/", 1)[1]), key
@@ -156,9 +161,9 @@ def test_run_figures_on_a_set_without_references(tiny, vgg_weights):
             (tiny["sr_root"] / "srntt" / g.name / f"{level}.png").unlink(missing_ok=True)
     outs = {f"{k}_{e}": str(tiny["tmp"] / "bare" / f"{k}.{e}")
             for k in ("levels", "grid", "corr") for e in ("png", "pdf")}
-    run_figures(ds, tiny["csvs"], tiny["sr_root"], tiny["lr"], tiers, MODELS, CONFIG, outs)
+    run_figures(ds, tiny["csvs"], dirs(tiny), tiny["lr"], tiers, MODELS, CONFIG, outs)
     assert _nonempty(tiny["tmp"] / "bare" / "corr.png") and _nonempty(tiny["tmp"] / "bare" / "corr.pdf")
     # a dataset that has references but none at L1 for the requested image still refuses
     cfg = validate({**CONFIG, "evaluation": {**CONFIG["evaluation"], "correspondence_image": "g0"}})
     with pytest.raises(RefsrError, match="^image g0: has no reference at level L1 in the tiers table"):
-        run_figures(tiny["ds"], tiny["csvs"], tiny["sr_root"], tiny["lr"], tiers, MODELS, cfg, outs)
+        run_figures(tiny["ds"], tiny["csvs"], dirs(tiny), tiny["lr"], tiers, MODELS, cfg, outs)

@@ -140,7 +140,7 @@ def test_structural_absence_and_failure_through_infer_evaluate_tables(folder):
 
     outs = {f"{k}_{e}": tmp / "tables" / f"{k}.{e}" for k in ("main", "per_level")
             for e in ("csv", "md", "tex")}
-    run_tables(csvs, CONFIG, MODELS, ["mine"], outs, repo_dir=tmp)
+    run_tables(csvs, CONFIG, MODELS, ["mine"], outs)
     md = outs["per_level_md"].read_text()
     srntt = next(line for line in md.splitlines() if line.startswith("| srntt"))
     cells = [c.strip() for c in srntt.strip("|").split("|")][1:]
@@ -156,7 +156,7 @@ def test_structural_absence_and_failure_through_infer_evaluate_tables(folder):
 
     figs = {f"{k}_{e}": str(tmp / "figs" / f"{k}.{e}") for k in ("levels", "grid", "corr")
             for e in ("png", "pdf")}
-    run_figures(ds, csvs, sr_root, folder["lr"], folder["tiers"], MODELS, CONFIG, figs)
+    run_figures(ds, csvs, {m: sr_root / m for m in MODELS}, folder["lr"], folder["tiers"], MODELS, CONFIG, figs)
     assert all((tmp / "figs" / f"{k}.png").stat().st_size > 1000 for k in ("levels", "grid", "corr"))
 
 
@@ -197,7 +197,7 @@ def test_images_without_any_reference_go_through(bare, folder, tmp_path):
         assert meta["absent"]["count"] == 5 * len(bare) + (2 if "motorcycle" not in bare else 0)
     tables = {f"{k}_{e}": tmp_path / "tables" / f"{k}.{e}" for k in ("main", "per_level")
               for e in ("csv", "md", "tex")}
-    run_tables(csvs, CONFIG, ["bicubic", "srntt"], ["bare"], tables, repo_dir=tmp_path)
+    run_tables(csvs, CONFIG, ["bicubic", "srntt"], ["bare"], tables)
     md = tables["per_level_md"].read_text()
     row = next(line for line in md.splitlines() if line.startswith("| srntt"))
     cells = dict(zip(LEVELS_HERE, [c.strip() for c in row.strip("|").split("|")][1:], strict=True))
@@ -210,7 +210,8 @@ def test_images_without_any_reference_go_through(bare, folder, tmp_path):
         assert cells["L1"].endswith("(n = 2/3)")
     figs = {f"{k}_{e}": str(tmp_path / "figs" / f"{k}.{e}") for k in ("levels", "grid", "corr")
             for e in ("png", "pdf")}
-    run_figures(ds, csvs, tmp_path / "sr", folder["lr"], outs["csv"], ["bicubic", "srntt"],
+    run_figures(ds, csvs, {m: tmp_path / "sr" / m for m in ("bicubic", "srntt")}, folder["lr"], outs["csv"],
+                ["bicubic", "srntt"],
                 CONFIG, figs)
     assert (tmp_path / "figs" / "corr.png").stat().st_size > 1000
 

@@ -19,7 +19,7 @@ from refsr.data.layout import EVAL_LEVELS
 from refsr.evaluation.protocol import protocol_from_config
 from refsr.evaluation.results import COLUMNS
 from refsr.report import paper
-from refsr.report.provenance import config_hash, git_commit
+from refsr.report.provenance import code_version, config_hash, git_commit
 from refsr.report.render import latex_escape
 from refsr.report.summary import MISSING_MD, MISSING_TEX, NA, summarise
 from refsr.stages.tables import run_tables
@@ -91,7 +91,7 @@ def test_summarise_never_averages_over_fewer_images():
 def test_tables_written_with_protocol_provenance_and_booktabs(tmp_path):
     csvs = write_evals(tmp_path)
     out = outputs(tmp_path)
-    run_tables(csvs, CONFIG, MODELS, ["tiny"], out, repo_dir=tmp_path)
+    run_tables(csvs, CONFIG, MODELS, ["tiny"], out)
     describe = protocol_from_config(CONFIG).describe()
     for key, path in out.items():
         assert path.is_file() and path.stat().st_size > 0, key
@@ -99,7 +99,7 @@ def test_tables_written_with_protocol_provenance_and_booktabs(tmp_path):
         if key.endswith("_md"):
             assert describe in text  # the protocol, verbatim
             assert "VGG19 weights:" in text and "alexnet-test.pth" in text
-            assert "git unknown" in text  # tmp_path is not a repository
+            assert f"git {code_version()}" in text  # the checkout refsr runs from
             assert f"config sha256 {config_hash(CONFIG)}" in text
             assert "tiny (3 test images)" in text
         if key.endswith("_tex"):
@@ -122,7 +122,7 @@ def test_tables_written_with_protocol_provenance_and_booktabs(tmp_path):
 def test_missing_cells_are_marked_with_a_footnote(tmp_path):
     csvs = write_evals(tmp_path, drop={"srntt": {("img2", "L1"), ("img0", "L1")}})
     out = outputs(tmp_path)
-    run_tables(csvs, CONFIG, MODELS, ["tiny"], out, repo_dir=tmp_path)
+    run_tables(csvs, CONFIG, MODELS, ["tiny"], out)
     md = out["main_md"].read_text()
     row = next(line for line in md.splitlines() if line.startswith("| srntt (refsr) |"))
     assert row.count(MISSING_MD) == 4  # PSNR, SSIM, LPIPS, ST-LPIPS of the incomplete cell
@@ -141,7 +141,7 @@ def test_missing_cells_are_marked_with_a_footnote(tmp_path):
 def test_unavailable_lpips_is_na_with_reason(tmp_path):
     csvs = write_evals(tmp_path, lpips=False, reason="AlexNet weights not available offline")
     out = outputs(tmp_path)
-    run_tables(csvs, CONFIG, MODELS, ["tiny"], out, repo_dir=tmp_path)
+    run_tables(csvs, CONFIG, MODELS, ["tiny"], out)
     md = out["main_md"].read_text()
     assert "AlexNet weights not available offline" in md
     row = next(line for line in md.splitlines() if line.startswith("| bicubic |"))
@@ -156,7 +156,7 @@ def test_paper_table_only_on_request_with_published_values(tmp_path, monkeypatch
     monkeypatch.setattr(paper, "PUBLISHED", (same, other, unstated, *paper.PUBLISHED))
     csvs = write_evals(tmp_path, dataset="cufed")
     out = outputs(tmp_path, paper_table=True)
-    run_tables(csvs, CONFIG, MODELS, ["cufed"], out, repo_dir=tmp_path, paper_dataset="cufed")
+    run_tables(csvs, CONFIG, MODELS, ["cufed"], out, paper_dataset="cufed")
     df = pd.read_csv(out["paper_csv"], keep_default_na=False).set_index("method")
     assert bool(df.loc["X-net", "comparable"]) is True
     assert float(df.loc["X-net", "delta_psnr"]) == pytest.approx(26.0 - 25.0)  # ours at L1 = 26

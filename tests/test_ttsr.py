@@ -245,11 +245,13 @@ def test_ttsr_rec_trains_and_checkpoint_runs_inference(data, vgg_weights, tmp_pa
     with pytest.raises(RefsrError, match="reference"):
         whole(lr, [])
     # the correspondence figure's TTSR row: hard attention in the reference's own grid
+    from refsr.core.config import validate
+    from refsr.pipeline import jobs
     from refsr.report.figures import plot_correspondence
     from refsr.stages.figures import hard_attention_view
 
-    config = {"vgg19_weights": vgg_weights, "matching": {"max_mb": 64}, "scale": 4, "resize": "matlab"}
-    view, sr = hard_attention_view(tmp_path / "ck.pt", lr, ref, config)
+    spec = jobs.figures(validate({"vgg19_weights": vgg_weights, "models": ["ttsr_rec"]}))["learned"]["ttsr_rec"]
+    view, sr = hard_attention_view(tmp_path / "ck.pt", lr, ref, spec, max_mb=64)
     assert view.py.shape == (lr.shape[0], lr.shape[1]) and sr.shape == out.shape
     assert view.ref_grid == (ref.shape[0] // 4, ref.shape[1] // 4)
     assert 0 <= view.py.min() and view.py.max() < view.ref_grid[0] and view.px.max() < view.ref_grid[1]

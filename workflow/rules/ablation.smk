@@ -1,14 +1,14 @@
 # Ablations (`make ablations`, target `ablations`; not part of `make run`): the config's
 # `ablations` variants against their models' main runs, and the known-correspondence matching
-# study. Helpers (ablation_targets, match_study_datasets) live in common.smk.
+# study. Inputs and outputs: refsr.pipeline.plan (PLAN); params: refsr.pipeline.jobs.
 
 
 rule ablation_variant:
     input:
-        unpack(variant_checkpoints),
+        unpack(lambda wc: PLAN.variant_checkpoints(wc.variant)),
         manifest="results/data/{dataset}/manifest.csv",
         images="results/data/{dataset}/images",
-        lr=variant_lr,
+        lr=lambda wc: PLAN.variant_lr(wc.dataset, wc.variant),
         tiers="results/tiers/{dataset}.csv",
     output:
         sr=directory("results/ablation/{dataset}/{variant}/sr"),
@@ -28,7 +28,7 @@ rule ablation_variant:
         runtime=240,
         gpu=USE_GPU,
     params:
-        config=variant_params,
+        job=lambda wc: jobs.ablation_variant(config, wc.variant),
     script:
         "../../scripts/ablation_variant.py"
 
@@ -44,8 +44,8 @@ rule degrade_variant:
     benchmark:
         "results/benchmarks/degrade/{dataset}_test_{test}_train_{train}.tsv"
     wildcard_constraints:
-        test="|".join(DEGRADATIONS),
-        train="|".join(DEGRADATIONS),
+        test="|".join(degradations()),
+        train="|".join(degradations()),
     conda:
         "../../envs/refsr.yaml"
     threads: 1
@@ -53,13 +53,7 @@ rule degrade_variant:
         mem_mb=2000,
         runtime=30,
     params:
-        scale=config["scale"],
-        resize=config["resize"],
-        degradation=lambda wc: {
-            **config["degradation"],
-            "test": wc.test,
-            "train": wc.train,
-        },
+        job=lambda wc: jobs.degrade(config, wc.test, wc.train),
     script:
         "../../scripts/degrade.py"
 
@@ -75,7 +69,7 @@ use rule correspondence as correspondence_variant with:
     benchmark:
         "results/benchmarks/ablation/train_{train}/correspondence/{dataset}.tsv"
     wildcard_constraints:
-        train="|".join(OTHER_TRAIN),
+        train="|".join(PLAN.other_train),
 
 
 use rule train as train_variant with:
@@ -88,18 +82,14 @@ use rule train as train_variant with:
         "results/benchmarks/ablation/train_{train}/train/{model}.tsv"
     wildcard_constraints:
         model="|".join(registry.trainable()),
-        train="|".join(OTHER_TRAIN),
-    params:
-        train=train_job_params,
-        scale=config["scale"],
-        vgg19_weights=config["vgg19_weights"],
-        state=lambda wc: f"results/checkpoints/ablation/train_{wc.train}/{wc.model}/state.pt",
+        train="|".join(PLAN.other_train),
 
 
 rule ablation:
     input:
-        base=ablation_base_csvs,
-        runs=ablation_run_csvs,
+        base=lambda wc: PLAN.ablation_base_csvs(),
+        runs=lambda wc: PLAN.ablation_runs("csv"),
+        sr=lambda wc: PLAN.ablation_runs("sr"),
     output:
         csv=report(
             "results/tables/ablation.csv",
@@ -125,22 +115,14 @@ rule ablation:
         mem_mb=2000,
         runtime=10,
     params:
-        config=config_subset(
-            "evaluation",
-            "ablations",
-            "reference",
-            "models",
-            "degradation",
-            "pretrained",
-        ),
-        protocol=PROTOCOL_TEXT,
+        job=jobs.ablation(config),
     script:
         "../../scripts/ablation.py"
 
 
 rule match_study:
     input:
-        checkpoint=checkpoint_of(config["match_study"]["sisr_model"]),
+        checkpoint=PLAN.checkpoint(config["match_study"]["sisr_model"]),
     output:
         csv=report(
             "results/tables/match_accuracy_{dataset}.csv",
@@ -160,21 +142,11 @@ rule match_study:
         mem_mb=4000,
         runtime=60,
     params:
-        config=config_subset(
-            "scale",
-            "resize",
-            "device",
-            "vgg19_weights",
-            "datasets",
-            "matching",
-            "reference",
-            "tiers",
-            "match_study",
-        ),
+        job=lambda wc: jobs.match_study(config, wc.dataset),
     script:
         "../../scripts/match_study.py"
 
 
 rule ablations:
     input:
-        ablation_targets,
+        lambda wc: PLAN.ablation_targets(),

@@ -16,8 +16,7 @@ rule build_dataset:
         mem_mb=2000,
         runtime=30,
     params:
-        cfg=dataset_cfg,
-        scale=config["scale"],
+        job=lambda wc: jobs.build_dataset(config, wc.dataset),
     script:
         "../../scripts/build_dataset.py"
 
@@ -39,9 +38,7 @@ rule degrade:
         mem_mb=2000,
         runtime=60,
     params:
-        scale=config["scale"],
-        resize=config["resize"],
-        degradation=config["degradation"],
+        job=jobs.degrade(config),
     script:
         "../../scripts/degrade.py"
 
@@ -72,9 +69,6 @@ rule tiers:
         mem_mb=4000,
         runtime=60,
     params:
-        tiers=canonical(config["tiers"]),
-        scale=config["scale"],
-        resize=config["resize"],
-        vgg19_weights=config["vgg19_weights"],
+        job=jobs.tiers(config),
     script:
         "../../scripts/tiers.py"

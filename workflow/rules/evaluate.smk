@@ -1,6 +1,5 @@
 # Evaluation per similarity level -> tables (CSV + Markdown + LaTeX) -> figures.
-# Helpers (EVAL_DATASETS, PAPER_DATASET, PROTOCOL_TEXT, eval_csvs, reported_tables,
-# reported_figures) live at the end of common.smk.
+# Inputs and outputs: refsr.pipeline.plan (PLAN); params: refsr.pipeline.jobs.
 
 
 rule evaluate:
@@ -29,16 +28,15 @@ rule evaluate:
         runtime=60,
         gpu=USE_GPU,
     params:
-        config=config_subset("scale", "resize", "device", "evaluation"),
-        protocol=PROTOCOL_TEXT,
+        job=jobs.evaluate(config),
     script:
         "../../scripts/evaluate.py"
 
 
 rule tables:
     input:
-        csv=eval_csvs(),
-        json=[p.replace(".csv", ".json") for p in eval_csvs()],
+        csv=PLAN.eval_csvs(),
+        json=PLAN.eval_jsons(),
     output:
         **reported_tables(),
     log:
@@ -52,26 +50,14 @@ rule tables:
         mem_mb=2000,
         runtime=10,
     params:
-        config=canonical(config),  # all of it: the captions carry its hash
-        models=MODELS,
-        datasets=EVAL_DATASETS,
-        paper_dataset=PAPER_DATASET,
-        repo=workflow.basedir,
-        protocol=PROTOCOL_TEXT,
+        job=jobs.tables(config),
     script:
         "../../scripts/tables.py"
 
 
 rule figures:
     input:
-        csv=lambda wc: eval_csvs([wc.dataset]),
-        json=lambda wc: [p.replace(".csv", ".json") for p in eval_csvs([wc.dataset])],
-        sr=lambda wc: [f"results/sr/{wc.dataset}/{m}" for m in MODELS],
-        manifest="results/data/{dataset}/manifest.csv",
-        images="results/data/{dataset}/images",
-        lr="results/data/{dataset}/lr",
-        tiers="results/tiers/{dataset}.csv",
-        learned=[checkpoint_of(m) for m in LEARNED_TEXTURE_MODELS],
+        unpack(lambda wc: PLAN.figures_inputs(wc.dataset)),
     output:
         **reported_figures(),
     log:
@@ -85,12 +71,6 @@ rule figures:
         mem_mb=4000,
         runtime=30,
     params:
-        config=config_subset(
-            "scale", "resize", "vgg19_weights", "matching", "evaluation"
-        ),
-        models=MODELS,
-        learned=LEARNED_TEXTURE_MODELS,
-        sr_root="results/sr/{dataset}",
-        protocol=PROTOCOL_TEXT,
+        job=jobs.figures(config),
     script:
         "../../scripts/figures.py"

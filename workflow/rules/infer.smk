@@ -3,7 +3,7 @@
 
 rule infer:
     input:
-        unpack(infer_inputs),
+        unpack(lambda wc: PLAN.infer_inputs(wc.dataset, wc.model)),
     output:
         directory("results/sr/{dataset}/{model}"),
     log:
@@ -16,8 +16,8 @@ rule infer:
     resources:
         mem_mb=8000,
         runtime=240,
-        gpu=infer_gpu,
+        gpu=lambda wc: PLAN.infer_gpu(wc.model),
     params:
-        config=infer_params,
+        job=lambda wc: jobs.infer(config, wc.model),
     script:
         "../../scripts/infer.py"

@@ -5,7 +5,7 @@
 
 rule correspondence:
     input:
-        unpack(correspondence_inputs),
+        unpack(lambda wc: PLAN.correspondence_inputs(wc.dataset, wc.get("train"))),
     output:
         directory("results/correspondence/{dataset}"),
     log:
@@ -19,17 +19,14 @@ rule correspondence:
         mem_mb=4000,
         runtime=120,
     params:
-        **correspondence_params(),
-        scale=config["scale"],
-        resize=config["resize"],
-        vgg19_weights=config["vgg19_weights"],
+        job=jobs.correspondence(config),
     script:
         "../../scripts/correspondence.py"
 
 
 rule train:
     input:
-        unpack(train_inputs),
+        unpack(lambda wc: PLAN.train_inputs(wc.model, wc.get("train"))),
     output:
         checkpoint="results/models/{model}/checkpoint.pt",
         log_csv=report(
@@ -50,19 +47,17 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=1440,
-        gpu=train_gpus,
+        gpu=lambda wc: PLAN.train_gpus(wc.model),
     params:
-        train=train_job_params,
-        scale=config["scale"],
-        vgg19_weights=config["vgg19_weights"],
-        state=lambda wc: f"results/checkpoints/{wc.model}/state.pt",
+        job=lambda wc: jobs.train(config, wc.model),
+        state=lambda wc: PLAN.state(wc.model, wc.get("train")),
     script:
         "../../scripts/train.py"
 
 
 rule import_weights:
     input:
-        pretrained_path,
+        lambda wc: PLAN.pretrained[wc.model]["path"],
     output:
         "results/imported/{model}/checkpoint.pt",
     log:
@@ -76,7 +71,6 @@ rule import_weights:
         mem_mb=4000,
         runtime=30,
     params:
-        source=lambda wc: PRETRAINED[wc.model]["source"],
-        recipe=lambda wc: registry.recipe_of(wc.model, config),
+        job=lambda wc: jobs.import_weights(config, wc.model),
     script:
         "../../scripts/import_weights.py"

@@ -4,8 +4,6 @@
 # It has no output file and no benchmark (which Snakemake would treat as one): every call
 # checks the cache and fetches only what is missing.
 
-from refsr.features.weights import needed as weights_needed
-
 
 rule download_weights:
     log:
@@ -18,6 +16,6 @@ rule download_weights:
         mem_mb=2000,
         runtime=30,
     params:
-        names=weights_needed(config),
+        job=jobs.download_weights(config),
     script:
         "../../scripts/download_weights.py"

@@ -1,7 +1,8 @@
 """The pipeline configuration: validated once against the JSON schema, defaults only from it.
 
-``workflow/schemas/config.schema.yaml`` is the single source of every config key, its
-meaning and its default. :func:`validate` checks a config against it (one line naming the
+``config.schema.yaml`` (package data beside this module; the workflow's
+``workflow/schemas/config.schema.yaml`` is a link to it) is the single source of every config
+key, its meaning and its default. :func:`validate` checks a config against it (one line naming the
 offending key), fills in every default and returns the complete config; code downstream
 receives those validated values and states no defaults of its own. :func:`defaults` gives
 the schema's defaults of one section for callers outside the pipeline (the ``refsr`` CLI,
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,8 +25,8 @@ import yaml
 
 from refsr.core.errors import RefsrError
 
-#: The schema, in the checkout this package runs from (``src/refsr/core`` -> repository root).
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+#: The schema, shipped inside the package (a wheel or a non-editable install carries it).
+SCHEMA_PATH = Path(__file__).resolve().with_name("config.schema.yaml")
 
 
 @functools.cache
@@ -31,7 +34,7 @@ def schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
     """The config schema (parsed once per process)."""
     path = Path(path)
     if not path.is_file():
-        raise RefsrError(path, "config schema not found (refsr runs from its source checkout)")
+        raise RefsrError(path, "config schema not found (a broken installation of refsr?)")
     with open(path) as fh:
         return yaml.safe_load(fh)
 
@@ -158,13 +161,26 @@ def _defaults() -> dict:
     return validate({})
 
 
+def lookup(config: Mapping[str, Any], dotted: str | None) -> Any:
+    """The value at a dotted path of a config (``"ttsr.loss"``; ``None`` or ``""``: the whole
+    config). The one dotted-path lookup of the package."""
+    node: Any = config
+    for part in dotted.split(".") if dotted else ():
+        node = node[part]
+    return node
+
+
 def defaults(section: str | None = None) -> Any:
     """The schema's defaults: the whole config, or one dotted ``section`` (e.g.
     ``"matching.approximate"``). A fresh copy on every call."""
-    node: Any = _defaults()
-    for part in section.split(".") if section else ():
-        node = node[part]
-    return copy.deepcopy(node)
+    return copy.deepcopy(lookup(_defaults(), section))
+
+
+def digest(config: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the sha256 of the JSON-dumped ``config`` (keys sorted): the
+    config hash table captions carry."""
+    text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def canonical(value: Any) -> Any:

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from refsr.core.config import defaults
 from refsr.core.errors import RefsrError
 from refsr.similarity.local import LocalFeatureMatcher
 
@@ -140,11 +142,25 @@ class ReferenceAligner:
     """``aligner(lr_up, ref) -> Alignment``; ``mode`` none returns the reference untouched."""
 
     mode: str = "none"
-    min_inliers: int = 15
-    max_scale: float = 4.0
+    min_inliers: int = field(default_factory=lambda: defaults("reference.min_inliers"))
+    max_scale: float = field(default_factory=lambda: defaults("reference.max_scale"))
     matcher: LocalFeatureMatcher = field(default_factory=LocalFeatureMatcher)
-    scale: int = 4  # homography_then_flow: the SR scale (the flow compares images at LR↑'s detail)
-    max_flow: float = 16.0  # homography_then_flow: the largest flow applied, LR↑ px
+    # homography_then_flow: the SR scale (the flow compares images at LR↑'s detail)
+    scale: int = field(default_factory=lambda: defaults("scale"))
+    # homography_then_flow: the largest flow applied, LR↑ px
+    max_flow: float = field(default_factory=lambda: defaults("reference.max_flow"))
+
+    @classmethod
+    def from_config(cls, reference: Mapping | None, scale: int) -> ReferenceAligner:
+        """The aligner of a ``reference`` section as an inference job spec holds it
+        (:func:`refsr.pipeline.jobs.reference`: ``align``, and the fit's keys only when it
+        aligns: ``min_inliers``, ``max_scale``, ``features``, ``max_flow`` with the flow);
+        ``None`` (a model without references) or align none: no alignment."""
+        if reference is None or reference["align"] == "none":
+            return cls("none")
+        flow = {"max_flow": reference["max_flow"]} if reference["align"] == "homography_then_flow" else {}
+        return cls(reference["align"], min_inliers=reference["min_inliers"], max_scale=reference["max_scale"],
+                   matcher=LocalFeatureMatcher.from_config(reference["features"]), scale=scale, **flow)
 
     def __post_init__(self):
         if self.mode not in ALIGN_MODES:

@@ -24,10 +24,12 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
+from refsr.core.config import defaults
 from refsr.core.device import torch_device
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import MIN_SIDE, from_tensor, to_tensor
@@ -48,10 +50,18 @@ class SuperResolver:
     """``sr = SuperResolver(...)(lr, refs)`` on uint8 RGB arrays."""
 
     def __init__(self, checkpoint: str | None, model: str | None = None, vgg_weights: str | None = None,
-                 device: str = "cpu", max_mb: float = 256, tile: int = 128, pad: int = 16,
-                 scale: int = 4, resize: str = "matlab", match_mode: str = "exact", approx: dict | None = None,
+                 device: str = "cpu", max_mb: float | None = None, tile: int | None = None,
+                 pad: int | None = None, scale: int | None = None, resize: str | None = None,
+                 match_mode: str | None = None, approx: dict | None = None,
                  aligner: ReferenceAligner | None = None, vgg_mat: str | None = None,
                  matching_sisr: SuperResolver | None = None):
+        # unset: the schema's defaults (matching.max_mb, inference.tile/pad, scale, resize, matching)
+        max_mb = defaults("matching.max_mb") if max_mb is None else max_mb
+        tile = defaults("inference.tile") if tile is None else tile
+        pad = defaults("inference.pad") if pad is None else pad
+        scale = defaults("scale") if scale is None else scale
+        resize = defaults("resize") if resize is None else resize
+        match_mode = defaults("matching.mode") if match_mode is None else match_mode
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
             raise RefsrError("tile", f"must be an integer >= 0 (0 = whole image), got {tile!r}")
         if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
@@ -93,6 +103,29 @@ class SuperResolver:
                 self.vgg = load_official_vgg19(layers, mat=vgg_mat, weights=vgg_weights, device=self.device)
             else:
                 self.vgg = load_vgg19(layers, weights=vgg_weights, device=self.device)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping, checkpoint: str | None, sisr_checkpoint: str | None = None,
+                    max_mb: float | None = None) -> SuperResolver:
+        """The resolver of an inference job spec (:func:`refsr.pipeline.jobs.resolver`: model,
+        scale, resize, device, VGG19 files, ``inference``, ``matching``, the pruned
+        ``reference``); ``max_mb`` is a setting (unset: the schema's). With
+        ``reference.degrade: sr_model`` the matching compares the outputs of the single-image
+        model ``reference.sisr_model`` from ``sisr_checkpoint``."""
+        ref, inf = cfg["reference"], cfg["inference"]
+        common = dict(device=cfg["device"], tile=inf["tile"], pad=inf["pad"], scale=cfg["scale"],
+                      resize=cfg["resize"])
+        sisr = None
+        if ref is not None and ref["degrade"] == "sr_model":
+            if not sisr_checkpoint:
+                raise RefsrError("reference.degrade", f"sr_model needs the checkpoint of "
+                                                      f"{ref.get('sisr_model') or 'a single-image model'}")
+            sisr = cls(sisr_checkpoint, model=ref.get("sisr_model"), **common)
+        matching = cfg["matching"] or {}  # None for a model without references
+        return cls(checkpoint, model=cfg["model"], vgg_weights=cfg["vgg19_weights"], max_mb=max_mb,
+                   match_mode=matching.get("mode"), approx=matching.get("approximate"),
+                   aligner=ReferenceAligner.from_config(ref, cfg["scale"]), vgg_mat=cfg["vgg19_mat"],
+                   matching_sisr=sisr, **common)
 
     @property
     def uses_reference(self) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from refsr.core.config import lookup
 from refsr.core.errors import RefsrError
 
 #: What a model is, as the tables and inference need to know.
@@ -212,12 +213,33 @@ def leaves(models: Iterable[str], kind: str) -> list[str]:
     return [m for m in MODELS if m in models and MODELS[m].kind == kind and m not in parents]
 
 
+def trained_here(name: str, config: Mapping) -> bool:
+    """Whether the pipeline trains ``name`` under ``config``: it has weights and they are not
+    imported (config ``pretrained``). The one "trained here" predicate."""
+    return get(name).trainable and name not in config.get("pretrained", {})
+
+
+def to_train(config: Mapping) -> list[str]:
+    """The models the pipeline trains, in registry order (parents first): the listed models
+    and every model they start from, less those whose weights are imported."""
+    given = config.get("pretrained", {})
+    return [m for m in with_ancestors(config["models"], given=given) if trained_here(m, config)]
+
+
+def correspondence_recipe(config: Mapping) -> str:
+    """The recipe of the models trained from the correspondence cache (one cache serves them
+    all, so its VGG19 and what it matches follow their common recipe); ``refsr`` if none."""
+    recipes = {recipe_of(m, config) for m in to_train(config) if get(m).correspondence}
+    if len(recipes) > 1:
+        raise RefsrError("config key recipe", "the models trained from the correspondence cache run "
+                                              f"different recipes ({', '.join(sorted(recipes))})")
+    return next(iter(recipes), "refsr")
+
+
 def arch_config(name: str, config: Mapping) -> dict:
     """The architecture keys of model ``name`` (in its recipe) from a validated pipeline config."""
     spec = spec_for(name, config)
-    node = config
-    for part in spec.arch_section.split("."):
-        node = node[part]
+    node = lookup(config, spec.arch_section)
     return {k: (list(node[k]) if isinstance(node[k], (list, tuple)) else node[k]) for k in spec.arch_keys}
 
 
@@ -237,3 +259,5 @@ def check_config(config: Mapping) -> None:
     for name in config.get("train", {}).get("gpus", {}):
         if not get(name, where=f"config key train.gpus.{name}").trainable:
             raise RefsrError(f"config key train.gpus.{name}", "has nothing to train")
+    if "models" in config and "recipe" in config:
+        correspondence_recipe(config)

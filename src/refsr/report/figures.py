@@ -207,7 +207,7 @@ def comparison_columns(models: Sequence[str], levels: Sequence[str]) -> list[tup
     return cols
 
 
-def plot_comparison_grid(ds: Dataset, sr_root: str | os.PathLike, models: Sequence[str],
+def plot_comparison_grid(ds: Dataset, sr_dirs: Mapping[str, str | os.PathLike], models: Sequence[str],
                          tiers: pd.DataFrame, evals: Mapping[str, pd.DataFrame],
                          out_png, out_pdf=None, images: Sequence[str] | None = None,
                          levels: Sequence[str] = ("L1", "L3", "L5"), crop: int = 64,
@@ -218,7 +218,6 @@ def plot_comparison_grid(ds: Dataset, sr_root: str | os.PathLike, models: Sequen
     A level the image has no reference at leaves its panel empty with "no {level} ref"
     (structurally absent); a missing SR output (a failure) with "missing". Returns the images.
     """
-    sr_root = Path(sr_root)
     names = list(images) if images else [g.name for g in ds.groups][:n_images]
     for n in names:
         ds.group(n)  # clear error for an unknown image name
@@ -245,7 +244,7 @@ def plot_comparison_grid(ds: Dataset, sr_root: str | os.PathLike, models: Sequen
                 ax.imshow(hr[y:y + c, x:x + c], interpolation="nearest")
                 ax.set_xlabel("ground truth", fontsize=7)
                 continue
-            path = sr_root / model / name / f"{level}.png"
+            path = Path(sr_dirs[model]) / name / f"{level}.png"
             if level in LEVELS and not references_at(tiers, ds, name, level):
                 ax.text(0.5, 0.5, f"no {level} ref", ha="center", va="center", fontsize=7,
                         transform=ax.transAxes)

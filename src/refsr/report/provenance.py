@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refsr.core.config import digest
 from refsr.evaluation.protocol import protocol_from_config
 from refsr.features.matconvnet import official_vgg_provenance
 from refsr.features.vgg import resolve_source
@@ -32,12 +32,6 @@ def git_commit(repo_dir: str | os.PathLike | None = None) -> str:
         return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """First 12 hex digits of the sha256 of the JSON-dumped config (keys sorted)."""
-    text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _sha256_12(path: Path) -> str:
@@ -138,8 +132,28 @@ class Provenance:
                 f"{self.lpips}.{recipes} Code: git {self.commit}; config sha256 {self.config_hash}.")
 
 
+def code_version() -> str:
+    """The code that made a table: the git commit of the checkout the refsr package runs from
+    (``-dirty`` with changes), or the package version for an installed release."""
+    commit = git_commit(Path(__file__).resolve().parents[1])
+    if commit != "unknown":
+        return commit
+    try:
+        from importlib.metadata import version
+
+        return f"refsr {version('refsr')}"
+    except Exception:  # noqa: BLE001 - metadata missing: nothing better to say
+        return "unknown"
+
+
+#: The captions' config hash (sha256 of the keys-sorted JSON, 12 hex digits).
+config_hash = digest
+
+
 def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
-                     repo_dir: str | os.PathLike | None) -> tuple[Provenance, bool]:
+                     hashed: str | None = None) -> tuple[Provenance, bool]:
+    """The caption facts of a table; ``hashed``: the config hash as the job spec computed it
+    (default: the hash of ``config``)."""
     lp_text, lp_ok = lpips_provenance(metas.values())
     lp_text = f"{lp_text}. {stlpips_provenance(metas.values())}"
     datasets: dict[str, int] = {}
@@ -147,7 +161,7 @@ def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
         datasets[ds] = max(datasets.get(ds, 0), int(df["image"].nunique()))
     prov = Provenance(protocol=protocol_from_config(config).describe(),
                       vgg19=vgg_sentence(config), lpips=lp_text,
-                      commit=git_commit(repo_dir), config_hash=config_hash(config),
+                      commit=code_version(), config_hash=hashed or digest(config),
                       datasets=datasets,
                       recipes={m: registry.recipe_of(m, config) for m in config["models"]})
     return prov, lp_ok

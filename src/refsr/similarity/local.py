@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from refsr.core.config import defaults
 from refsr.core.errors import RefsrError
 
 
@@ -14,9 +16,15 @@ from refsr.core.errors import RefsrError
 class LocalFeatureMatcher:
     """Keypoint matching + RANSAC homography; ``score`` returns the inlier count."""
 
-    kind: str = "sift"
-    ratio: float = 0.75
-    ransac_px: float = 5.0
+    kind: str = field(default_factory=lambda: defaults("tiers.local_features"))
+    ratio: float = field(default_factory=lambda: defaults("tiers.ratio"))
+    ransac_px: float = field(default_factory=lambda: defaults("tiers.ransac_px"))
+
+    @classmethod
+    def from_config(cls, section: Mapping) -> LocalFeatureMatcher:
+        """From a config section holding ``local_features``, ``ratio`` and ``ransac_px`` (the
+        ``tiers`` section, or the ``reference.features`` of an inference job spec)."""
+        return cls(section["local_features"], section["ratio"], section["ransac_px"])
 
     def _detector(self):
         if self.kind == "sift":

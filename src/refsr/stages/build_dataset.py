@@ -9,4 +9,4 @@ from refsr.data import build_to
 
 def main(smk) -> None:
     root = Path(smk.output.manifest).parent
-    build_to(smk.wildcards.dataset, smk.params.cfg, root, smk.params.scale)
+    build_to(smk.wildcards.dataset, smk.params.job["dataset"], root, smk.params.job["scale"])

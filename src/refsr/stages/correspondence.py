@@ -15,6 +15,7 @@ from refsr.data import read_manifest
 from refsr.features.matconvnet import load_official_vgg19
 from refsr.features.vgg import load_vgg19
 from refsr.matching import MATCH_LAYER
+from refsr.stages.runner import settings
 from refsr.training.data import build_correspondence_cache, released_upscaler, sisr_upscaler
 
 log = logging.getLogger(__name__)
@@ -22,20 +23,20 @@ log = logging.getLogger(__name__)
 
 def main(smk) -> None:
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    p = smk.params
+    p = smk.params.job
     upscaler = None
-    if p.recipe == "official":
-        vgg = load_official_vgg19((MATCH_LAYER,), mat=p.official["vgg19_mat"], weights=p.vgg19_weights)
-        if p.official["training_maps"] == "released":
-            upscaler = released_upscaler(p.arch["n_blocks"], p.arch["n_feats"], p.seed)
+    if p["recipe"] == "official":
+        vgg = load_official_vgg19((MATCH_LAYER,), mat=p["official"]["vgg19_mat"], weights=p["vgg19_weights"])
+        if p["official"]["training_maps"] == "released":
+            upscaler = released_upscaler(p["arch"]["n_blocks"], p["arch"]["n_feats"], p["seed"])
             log.info("matching the outputs of an untrained official SRResNet, as the released script does")
-        elif p.official["training_maps"] == "sisr":
+        elif p["official"]["training_maps"] == "sisr":
             upscaler = sisr_upscaler(smk.input.sisr)
             log.info("matching the outputs of the trained SISR model %s", smk.input.sisr)
     else:
-        vgg = load_vgg19((MATCH_LAYER,), weights=p.vgg19_weights)
+        vgg = load_vgg19((MATCH_LAYER,), weights=p["vgg19_weights"])
     log.info("VGG19: %s", vgg.weights_source)
-    # The memory budget is read from the config, not a param: the exact matching's result
-    # does not depend on it, so changing it must not redo the cache (and every training).
-    build_correspondence_cache(ds, smk.input.lr, smk.output[0], vgg, p.scale, p.resize,
-                               smk.config["matching"]["max_mb"], upscaler=upscaler)
+    # The memory budget is a setting, not a param: the exact matching's result does not depend
+    # on it, so changing it must not redo the cache (and every training).
+    build_correspondence_cache(ds, smk.input.lr, smk.output[0], vgg, p["scale"], p["resize"],
+                               settings(smk)["max_mb"], upscaler=upscaler)

@@ -8,4 +8,5 @@ from refsr.data.lr import write_lr
 
 def main(smk) -> None:
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    write_lr(ds, smk.output[0], smk.params.scale, smk.params.resize, smk.params.degradation)
+    job = smk.params.job
+    write_lr(ds, smk.output[0], job["scale"], job["resize"], job["degradation"])

@@ -10,7 +10,8 @@ log = logging.getLogger("refsr")
 
 
 def main(smk) -> None:
-    if not smk.params.names:
+    names = smk.params.job["names"]
+    if not names:
         log.info("the config names local files for every weight; nothing to download")
-    for name, path in download(smk.params.names).items():
+    for name, path in download(names).items():
         log.info("%s: %s (%s)", name, path, WEIGHTS[name][1])

@@ -74,5 +74,5 @@ def run_evaluation(ds: Dataset, sr_dir: str | os.PathLike, model: str, config: M
 
 def main(smk) -> None:
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    run_evaluation(ds, smk.input.sr, smk.wildcards.model, smk.params.config, smk.input.tiers,
+    run_evaluation(ds, smk.input.sr, smk.wildcards.model, smk.params.job, smk.input.tiers,
                    smk.output.csv, smk.output.json)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from refsr.core.config import defaults
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import read_image, to_tensor
 from refsr.data import read_manifest
@@ -28,6 +29,7 @@ from refsr.report.figures import (
 from refsr.report.provenance import lpips_provenance
 from refsr.report.summary import load_evals, summarise
 from refsr.similarity.tiers import read_tiers
+from refsr.stages.runner import settings
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +44,14 @@ def match_view(lr_up, ref, vgg, max_mb: float, scale: int, resize: str) -> Match
                      stride=RELU3_STRIDE, mean_cosine=mean_cos)
 
 
-def hard_attention_view(checkpoint: str | os.PathLike, lr, ref, config: Mapping) -> tuple[MatchView, object]:
+def hard_attention_view(checkpoint: str | os.PathLike, lr, ref, resolver_cfg: Mapping,
+                        max_mb: float) -> tuple[MatchView, object]:
     """TTSR's hard and soft attention of an LR image against one reference (its own texture
-    extractor and search, as its inference runs them), as figure arrays, and its SR output."""
+    extractor and search, as its inference runs them: ``resolver_cfg`` is its inference job
+    spec), as figure arrays, and its SR output."""
     from refsr.inference.resolver import SuperResolver
 
-    resolver = SuperResolver(str(checkpoint), vgg_weights=config["vgg19_weights"], tile=0,
-                             max_mb=float(config["matching"]["max_mb"]), scale=int(config["scale"]),
-                             resize=str(config["resize"]))
+    resolver = SuperResolver.from_config(resolver_cfg, str(checkpoint), max_mb=max_mb)
     sr = resolver(lr, [ref])
     corr = resolver.last_correspondence
     py, px = (t.cpu().numpy() - 1 for t in corr.pos)  # the search pads the reference by one cell
@@ -59,12 +61,15 @@ def hard_attention_view(checkpoint: str | os.PathLike, lr, ref, config: Mapping)
     return view, sr
 
 
-def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: str | os.PathLike,
+def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_dirs: Mapping[str, str | os.PathLike],
                 lr_dir: str | os.PathLike, tiers_csv: str | os.PathLike, models: Sequence[str],
                 config: Mapping, outputs: Mapping[str, str],
-                learned: Sequence[tuple[str, str | os.PathLike]] = ()) -> None:
-    """Metric vs level, comparison grid and correspondence figure of one dataset; ``learned``:
-    ``(model, checkpoint)`` of TTSR models whose hard attention the figure shows too."""
+                learned: Sequence[tuple[str, str | os.PathLike]] = (), max_mb: float | None = None) -> None:
+    """Metric vs level, comparison grid and correspondence figure of one dataset; ``sr_dirs``:
+    model -> its SR folder; ``learned``: ``(model, checkpoint)`` of TTSR models whose hard
+    attention the figure shows too (their resolvers: ``config["learned"][model]``); ``max_mb``:
+    the matching's memory budget (a setting; unset: the schema's)."""
+    max_mb = defaults("matching.max_mb") if max_mb is None else max_mb
     ev = config["evaluation"]
     evals, metas = load_evals(eval_csvs)
     summary = summarise(evals, ev["levels"])
@@ -75,7 +80,7 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: st
                          levels=ev["levels"])
     tiers = read_tiers(tiers_csv)
     by_model = {m: df for (d, m), df in evals.items() if d == ds.name}
-    plot_comparison_grid(ds, sr_root, models, tiers, by_model, outputs["grid_png"],
+    plot_comparison_grid(ds, sr_dirs, models, tiers, by_model, outputs["grid_png"],
                          outputs.get("grid_pdf"), images=ev["grid_images"] or None,
                          levels=ev["grid_levels"], crop=int(ev["grid_crop"]),
                          n_images=int(ev["grid_n_images"]))
@@ -100,14 +105,14 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: st
         lr_up = upscale(lr, scale, resize)
         ref = read_image(refs[0])
     vgg = load_vgg19((MATCH_LAYER,), weights=config["vgg19_weights"])
-    view = match_view(lr_up, ref, vgg, float(config["matching"]["max_mb"]), scale, resize)
+    view = match_view(lr_up, ref, vgg, float(max_mb), scale, resize)
     shown, shown_label = lr_up, f"LR \u00d7{scale} bicubic (input)"
-    sr_path = Path(sr_root) / refsr / image / f"{level}.png" if refsr else None
+    sr_path = Path(sr_dirs[refsr]) / image / f"{level}.png" if refsr else None
     if sr_path is not None and sr_path.is_file():
         shown, shown_label = read_image(sr_path), f"SRNTT output ({level})"
     rows = [(shown, shown_label, view, "SRNTT (VGG19 relu3_1)")]
     for name, ckpt in learned:
-        ttsr_view, ttsr_sr = hard_attention_view(ckpt, lr, ref, config)
+        ttsr_view, ttsr_sr = hard_attention_view(ckpt, lr, ref, config["learned"][name], max_mb)
         rows.append((ttsr_sr, f"{registry.get(name).label} output ({level})", ttsr_view,
                      f"{registry.get(name).label} hard attention (LTE level 3)"))
     title = (f"{ds.name}/{image}: correspondence (3x3 patches at relu3_1 resolution) with its "
@@ -117,7 +122,9 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_root: st
 
 
 def main(smk) -> None:
+    job = smk.params.job
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    learned = list(zip(smk.params.learned, smk.input.learned, strict=True))
-    run_figures(ds, list(smk.input.csv), smk.params.sr_root, smk.input.lr, smk.input.tiers,
-                smk.params.models, smk.params.config, dict(smk.output.items()), learned=learned)
+    learned = list(zip(job["learned"], smk.input.learned, strict=True))
+    sr_dirs = dict(zip(job["models"], smk.input.sr, strict=True))
+    run_figures(ds, list(smk.input.csv), sr_dirs, smk.input.lr, smk.input.tiers, job["models"], job,
+                dict(smk.output.items()), learned=learned, max_mb=settings(smk)["max_mb"])

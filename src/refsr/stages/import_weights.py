@@ -37,4 +37,5 @@ def import_one(model: str, source: str, src: str | os.PathLike, out: str | os.Pa
 
 
 def main(smk) -> None:
-    import_one(smk.wildcards.model, smk.params.source, smk.input[0], smk.output[0], recipe=smk.params.recipe)
+    job = smk.params.job
+    import_one(smk.wildcards.model, job["source"], smk.input[0], smk.output[0], recipe=job["recipe"])

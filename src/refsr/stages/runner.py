@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from refsr.core.errors import user_error
+from refsr.pipeline import jobs
 
 log = logging.getLogger("refsr")
 
@@ -29,6 +30,13 @@ def setup_logging(logfile: str | None = None, level: int = logging.INFO) -> None
         handlers.append(logging.FileHandler(logfile, mode="w"))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers, force=True)
+
+
+def settings(smk) -> dict:
+    """The job's settings (:data:`refsr.pipeline.jobs.SETTINGS`: memory budget, logging and
+    saving intervals), which change no output and so are not params. The one place a stage's
+    values come from the config rather than its params."""
+    return jobs.settings(smk.config)
 
 
 def run(stage: Callable[[object], None], smk) -> None:

@@ -18,11 +18,11 @@ log = logging.getLogger(__name__)
 
 def run_tables(csv_paths: Sequence[str | os.PathLike], config: Mapping[str, Any],
                models: Sequence[str], datasets: Sequence[str], outputs: Mapping[str, Any],
-               repo_dir: str | os.PathLike | None = None,
-               paper_dataset: str | None = None) -> dict[str, Table]:
-    """``outputs`` has ``{main,per_level[,paper]}_{csv,md,tex}`` paths."""
+               paper_dataset: str | None = None, config_hash: str | None = None) -> dict[str, Table]:
+    """``outputs`` has ``{main,per_level[,paper]}_{csv,md,tex}`` paths; ``config_hash`` is the
+    caption's (default: the hash of ``config``)."""
     evals, metas = load_evals(csv_paths)
-    prov, lp_ok = build_provenance(config, metas, evals, repo_dir)
+    prov, lp_ok = build_provenance(config, metas, evals, config_hash)
     level = str(config["evaluation"]["main_level"])
     levels = list(config["evaluation"]["levels"])
     summary = summarise(evals, levels)
@@ -42,6 +42,6 @@ def run_tables(csv_paths: Sequence[str | os.PathLike], config: Mapping[str, Any]
 
 
 def main(smk) -> None:
-    run_tables(list(smk.input.csv), smk.params.config, smk.params.models, smk.params.datasets,
-               dict(smk.output.items()), repo_dir=smk.params.repo,
-               paper_dataset=smk.params.paper_dataset)
+    job = smk.params.job
+    run_tables(list(smk.input.csv), job, job["models"], job["datasets"], dict(smk.output.items()),
+               paper_dataset=job["paper_dataset"], config_hash=job["config_hash"])

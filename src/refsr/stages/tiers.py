@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def run_tiers(ds: Dataset, lr_dir, outputs: dict, cfg: dict, scale: int, resize: str,
               vgg19_weights: str | None) -> pd.DataFrame:
     """Score every pair, write the CSV, the agreement table and the figure."""
-    local = LocalFeatureMatcher(cfg["local_features"], cfg["ratio"], cfg["ransac_px"])
+    local = LocalFeatureMatcher.from_config(cfg)
     vgg = VGGSimilarity(vgg19_weights, cfg["max_mb"], scale, resize)
     lrs = {g.name: read_image(lr_path(lr_dir, "test", g.name)) for g in ds.groups}
     df = score_dataset(ds, lrs, local, vgg, cfg["assign"])
@@ -63,5 +63,6 @@ def run_tiers(ds: Dataset, lr_dir, outputs: dict, cfg: dict, scale: int, resize:
 
 def main(smk) -> None:
     ds = read_manifest(smk.input.manifest, smk.wildcards.dataset)
-    run_tiers(ds, smk.input.lr, dict(smk.output.items()), smk.params.tiers, smk.params.scale,
-              smk.params.resize, smk.params.vgg19_weights)
+    job = smk.params.job
+    run_tiers(ds, smk.input.lr, dict(smk.output.items()), job["tiers"], job["scale"], job["resize"],
+              job["vgg19_weights"])

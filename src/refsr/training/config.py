@@ -8,11 +8,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from refsr.core.config import lookup
 from refsr.models import registry
 
-#: TrainConfig fields that do not change the trained weights (excluded from the fingerprint;
-#: ``device`` can change them in the last bits, but a run may move between machines).
-VOLATILE = ("checkpoint_every", "log_every", "device", "max_mb")
+#: TrainConfig fields that are settings, not params (:data:`refsr.pipeline.jobs.SETTINGS`): how
+#: often training logs and saves its state, and the stitching memory budget, change no weight,
+#: so changing them re-runs nothing.
+SETTINGS = ("checkpoint_every", "log_every", "max_mb")
+#: TrainConfig fields left out of the resume fingerprint: the settings, and ``device`` (it can
+#: change the weights in the last bits, but a run may move between machines).
+VOLATILE = (*SETTINGS, "device")
 
 
 @dataclass
@@ -59,14 +64,6 @@ def loss_for(model: str, loss: Mapping, recipe: str | None = None) -> dict:
     return {k: loss[k] for k in keys}
 
 
-def section(config: Mapping, dotted: str) -> Mapping:
-    """The config section at a dotted path (``"ttsr.loss"``)."""
-    node = config
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
 #: Keys of the ``ttsr`` section its training loop reads (``init_iterations`` only with more
 #: terms than reconstruction: TTSR-rec has no reconstruction-only phase).
 TTSR_TRAIN_KEYS = ("lr_lte", "lr_critic", "critic_steps")
@@ -105,7 +102,7 @@ def config_for(model: str, config: Mapping) -> TrainConfig:
     if spec.textures == "learned":
         critic = {}  # TTSR's released critic takes only the HR crop size, read from the data
     return TrainConfig(model=model, recipe=spec.recipe, arch=registry.arch_config(model, config),
-                       loss=loss_for(model, section(config, spec.loss_section), spec.recipe),
+                       loss=loss_for(model, lookup(config, spec.loss_section), spec.recipe),
                        iterations=int(t["iterations"][model]), batch_size=int(t["batch_size"]),
                        lr=float(t["lr"]), seed=int(config["seed"]),
                        disc=dict(critic) if adversarial else {},
@@ -114,22 +111,10 @@ def config_for(model: str, config: Mapping) -> TrainConfig:
                        max_mb=float(config["matching"]["max_mb"]), device=config["device"])
 
 
-#: TrainConfig fields that are not Snakemake params: how often training logs and saves its
-#: state, and the stitching memory budget, change no weight, so changing them re-runs nothing.
-NOT_PARAMS = ("checkpoint_every", "log_every", "max_mb")
-
-
 def train_params(model: str, config: Mapping) -> dict:
     """What determines ``model``'s weights, as Snakemake params: :func:`config_for` without
-    :data:`NOT_PARAMS` (the stage reads those from the config, :func:`untracked`)."""
+    :data:`SETTINGS` (the stage adds those from :func:`refsr.pipeline.jobs.settings`)."""
     params = asdict(config_for(model, config))
-    for key in NOT_PARAMS:
+    for key in SETTINGS:
         params.pop(key)
     return params
-
-
-def untracked(config: Mapping) -> dict:
-    """The :data:`NOT_PARAMS` fields of a :class:`TrainConfig`, from the pipeline config."""
-    t = config["train"]
-    return {"checkpoint_every": int(t["checkpoint_every"]), "log_every": int(t["log_every"]),
-            "max_mb": float(config["matching"]["max_mb"])}
