@@ -60,3 +60,23 @@ def test_score_size_mismatch(tmp_path, capsys):
     assert main(["score", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--no-lpips"]) != 0
     err = capsys.readouterr().err
     assert "a.png" in err and "b.png" in err and "size mismatch" in err
+
+
+def test_cli_defaults_are_the_schemas(monkeypatch):
+    """degrade --scale/--resize, score --scale and bench swap --max-mb state no defaults of their
+    own: the parser reads them from the config schema (refsr.core.config.defaults)."""
+    import refsr.core.config as config
+    from refsr.cli import build_parser
+
+    real = config.defaults
+    args = build_parser().parse_args(["degrade", "hr.png", "lr.png"])
+    assert (args.scale, args.resize) == (real("scale"), real("resize"))
+    assert build_parser().parse_args(["score", "sr.png", "hr.png"]).scale == real("scale")
+    assert build_parser().parse_args(["bench", "swap"]).max_mb == real("matching.max_mb")
+
+    changed = {"scale": 3, "resize": "pil", "matching.max_mb": 64}
+    monkeypatch.setattr(config, "defaults", lambda section=None: changed.get(section, real(section)))
+    args = build_parser().parse_args(["degrade", "hr.png", "lr.png"])
+    assert (args.scale, args.resize) == (3, "pil")
+    assert build_parser().parse_args(["score", "sr.png", "hr.png"]).scale == 3
+    assert build_parser().parse_args(["bench", "swap"]).max_mb == 64

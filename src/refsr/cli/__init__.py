@@ -153,6 +153,7 @@ def _cmd_import_weights(args) -> None:
 
 
 def build_parser() -> Parser:
+    from refsr.core.config import defaults
     from refsr.models.importers import IMPORTERS
 
     p = Parser(prog="refsr", description="Reference-based super-resolution (SRNTT).")
@@ -161,8 +162,8 @@ def build_parser() -> Parser:
     d = sub.add_parser("degrade", help="HR -> LR by bicubic downscaling (HR mod-cropped first)")
     d.add_argument("hr", help="HR image (at least 12x12)")
     d.add_argument("lr", type=output_image, help="LR image to write (.png, .jpg, .bmp, .tif, .webp)")
-    d.add_argument("--scale", type=positive_int, default=4)
-    d.add_argument("--resize", choices=["matlab", "pil"], default="matlab")
+    d.add_argument("--scale", type=positive_int, default=defaults("scale"))
+    d.add_argument("--resize", choices=["matlab", "pil"], default=defaults("resize"))
     d.set_defaults(func=_cmd_degrade)
 
     s = sub.add_parser("sr", help="super-resolve an LR image x4, borrowing texture from references")
@@ -202,7 +203,8 @@ def build_parser() -> Parser:
                         "below override its fields")
     c.add_argument("--crop", type=nonneg_int, default=None,
                    help="border pixels cropped before PSNR/SSIM (default: the preset's)")
-    c.add_argument("--scale", type=positive_int, default=4, help="HR is mod-cropped to a multiple of this")
+    c.add_argument("--scale", type=positive_int, default=defaults("scale"),
+                   help="HR is mod-cropped to a multiple of this")
     c.add_argument("--rgb", action="store_true", help="PSNR/SSIM on RGB instead of Y")
     c.add_argument("--y-formula", choices=["matlab", "ttsr"], default=None,
                    help="luma formula (default: the preset's)")
@@ -218,7 +220,8 @@ def build_parser() -> Parser:
     bsub = b.add_subparsers(dest="what", required=True)
     bs = bsub.add_parser("swap", help="patch matching + swapping at a CUFED5-like size; one JSON line")
     bs.add_argument("--hr-size", default="500x332")
-    bs.add_argument("--max-mb", type=positive_float, default=256, help="memory budget of the matching (MB)")
+    bs.add_argument("--max-mb", type=positive_float, default=defaults("matching.max_mb"),
+                    help="memory budget of the matching (MB)")
     bs.add_argument("--repeats", type=positive_int, default=3)
     bs.add_argument("--mode", choices=["exact", "approximate"], default="exact", help="matching mode timed")
     bs.add_argument("--compare", action="store_true",
