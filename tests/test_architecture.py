@@ -39,6 +39,16 @@ def test_workflow_is_formatted():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_one_markdown_table_writer():
+    """Markdown tables are formatted by refsr.core.markdown only: a separator row (``|---|``,
+    ``|:---|``, ``|---:|``) spelled out anywhere else in the package is a second table writer."""
+    separator = re.compile(r"\|:?-{3,}:?\|")
+    writer = ROOT / "src" / "refsr" / "core" / "markdown.py"
+    others = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "src" / "refsr").rglob("*.py"))
+              if p != writer and separator.search(p.read_text())]
+    assert not others, others
+
+
 def test_one_training_rule_for_every_model():
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     assert rules.count("rule train:") == 1

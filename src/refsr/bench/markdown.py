@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from refsr.core.atomic import atomic_path
+from refsr.core.markdown import markdown_lines
 from refsr.matching.naive import naive_bytes
 
 #: HR sizes of the swapping benchmark.
@@ -48,9 +49,43 @@ def _targets(results: dict) -> list[str]:
              _f(dq, 3, " dB"), None if dq is None else abs(dq) <= 0.05),
             ("stitching share of the (exact) swap time", "≤ 5 %", _f(r["stitch_fraction"] * 100, 1, " %"),
              r["stitch_fraction"] <= 0.05)]
-    out = ["### Matching goals in this run", "", "| target | wanted | measured | |", "|---|---|---:|---|"]
-    out += [f"| {name} | {want} | {got} | {mark(ok)} |" for name, want, got, ok in rows]
-    return out + [""]
+    table = markdown_lines(["target", "wanted", "measured", ""],
+                           [[name, want, got, mark(ok)] for name, want, got, ok in rows], "--r-")
+    return ["### Matching goals in this run", "", *table, ""]
+
+
+_SWAP_HEADER = ["HR size", "method", "match s", "stitch s", "total s", "GFLOP/s (nominal)", "vs fp32 GEMM",
+                "match peak MB", "stitch peak MB", "stitch share", "mean S* vs exact", "speed-up vs exact"]
+
+
+def _swap_rows(results: dict) -> list[list[str]]:
+    """The rows of the feature-swapping table: each size's methods and the GEMM it is compared to."""
+    blank = [""] * len(_SWAP_HEADER)
+    rows = []
+    for size in SIZES:
+        r = results.get(f"swap_{size}")
+        if not r or "error" in r:
+            if r:
+                rows.append([size, f"error: {r['error']}", *blank[2:]])
+            continue
+        gemm = r["gemm_gflop_per_s"]
+        for method in ("exact", "approximate", "naive"):
+            x = r if r["mode"] == method else r.get(method)
+            if x is None:
+                if method == "naive":
+                    need = naive_bytes(r["content_positions"], r["ref_patches"], r["patch_dim"]) / 2**30
+                    rows.append([size, "naive full matrix", f"skipped: needs {need:.1f} GB", *blank[3:]])
+                continue
+            ratio = 1.0 if x is r else x.get("score_ratio")
+            speed = 1.0 if x is r else x.get("speedup")
+            rows.append([size, method if method != "naive" else "naive full matrix", _f(x["match_seconds"], 3),
+                         _f(x["stitch_seconds"], 3), _f(x["seconds"], 3), _f(x["gflop_per_s"], 0),
+                         _f(x["gflop_per_s"] / gemm * 100, 0, " %"), _f(x.get("peak_extra_mb"), 0),
+                         _f(x.get("stitch_peak_extra_mb"), 0), _f(x["stitch_fraction"] * 100, 1, " %"),
+                         _f(ratio * 100 if ratio is not None else None, 2, " %"), _f(speed, 1, "×")])
+        rows.append([size, "*fp32 GEMM 4096² (same run)*", "", "", "", _f(gemm, 0), "100 %", *blank[7:]])
+    rows.append(["any", "GPU (TF32/bf16), exact and approximate", "not yet measured", *blank[3:]])
+    return rows
 
 
 def render_table(results: dict) -> str:
@@ -61,33 +96,7 @@ def render_table(results: dict) -> str:
              f"{m.get('load_average', '?')}. Medians; seconds are wall-clock.", ""]
     lines += _targets(results)
     lines += ["### Feature swapping (match at relu3_1 + stitch at relu3_1/2_1/1_1), CPU", "",
-              "| HR size | method | match s | stitch s | total s | GFLOP/s (nominal) | vs fp32 GEMM | "
-              "match peak MB | stitch peak MB | stitch share | mean S* vs exact | speed-up vs exact |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for size in SIZES:
-        r = results.get(f"swap_{size}")
-        if not r or "error" in r:
-            if r:
-                lines.append(f"| {size} | error: {r['error']} | | | | | | | | | | |")
-            continue
-        gemm = r["gemm_gflop_per_s"]
-        for method in ("exact", "approximate", "naive"):
-            x = r if r["mode"] == method else r.get(method)
-            if x is None:
-                if method == "naive":
-                    need = naive_bytes(r["content_positions"], r["ref_patches"], r["patch_dim"]) / 2**30
-                    lines.append(f"| {size} | naive full matrix | skipped: needs {need:.1f} GB | | | | | | | | | |")
-                continue
-            ratio = 1.0 if x is r else x.get("score_ratio")
-            speed = 1.0 if x is r else x.get("speedup")
-            lines.append(
-                f"| {size} | {method if method != 'naive' else 'naive full matrix'} | {_f(x['match_seconds'], 3)} | "
-                f"{_f(x['stitch_seconds'], 3)} | {_f(x['seconds'], 3)} | {_f(x['gflop_per_s'], 0)} | "
-                f"{_f(x['gflop_per_s'] / gemm * 100, 0, ' %')} | {_f(x.get('peak_extra_mb'), 0)} | "
-                f"{_f(x.get('stitch_peak_extra_mb'), 0)} | {_f(x['stitch_fraction'] * 100, 1, ' %')} | "
-                f"{_f(ratio * 100 if ratio is not None else None, 2, ' %')} | {_f(speed, 1, '×')} |")
-        lines.append(f"| {size} | *fp32 GEMM 4096² (same run)* | | | | {_f(gemm, 0)} | 100 % | | | | | |")
-    lines += ["| any | GPU (TF32/bf16), exact and approximate | not yet measured | | | | | | | | | |"]
+              *markdown_lines(_SWAP_HEADER, _swap_rows(results), "--" + "r" * 10)]
 
     q = results.get("approx_quality")
     if q:
@@ -96,60 +105,59 @@ def render_table(results: dict) -> str:
             lines.append(f"Not measured: {q.get('skipped') or q.get('error')}.")
         else:
             levels = q.get("mean_delta_db_per_level", {})
-            lines += ["| images | mean PSNR exact | mean PSNR approximate | mean change | change per level "
-                      f"({', '.join(levels)}) | largest change on one image |",
-                      "|---:|---:|---:|---:|---:|---:|",
-                      f"| {q['images']} | {_f(q['mean_psnr_exact'], 3)} dB | {_f(q['mean_psnr_approx'], 3)} dB | "
-                      f"{_f(q['mean_delta_db'], 3, ' dB')} | {', '.join(_f(v, 3) for v in levels.values())} dB | "
-                      f"{_f(q['max_abs_delta_db'], 3)} dB |"]
+            lines += markdown_lines(
+                ["images", "mean PSNR exact", "mean PSNR approximate", "mean change",
+                 f"change per level ({', '.join(levels)})", "largest change on one image"],
+                [[q["images"], f"{_f(q['mean_psnr_exact'], 3)} dB", f"{_f(q['mean_psnr_approx'], 3)} dB",
+                  _f(q["mean_delta_db"], 3, " dB"), f"{', '.join(_f(v, 3) for v in levels.values())} dB",
+                  f"{_f(q['max_abs_delta_db'], 3)} dB"]], "r" * 6)
 
     t = results.get("train")
     if t and "rows" in t:
         lines += ["", f"### Training, CPU (batch {t['rows'][0]['batch_size']} of {t['rows'][0]['patch_px']} px "
-                      "patches; median of timed iterations after one warm-up)", "",
-                  "| model | network | it/s | s/it |", "|---|---|---:|---:|"]
+                      "patches; median of timed iterations after one warm-up)", ""]
+        rows = []
         for row in t["rows"]:
             a = row["arch"]
             net = f"{row['size']}: {a.get('n_blocks')} blocks, {a.get('n_feats')} ch" + (
                 f", transfer {a['n_blocks_transfer']}" if "n_blocks_transfer" in a else "")
-            lines.append(f"| {row['model']} | {net} | {_f(row['it_per_s'], 2)} | {_f(row['seconds_per_it'], 2)} |")
-        lines.append(f"| correspondence cache | relu3_1 matching per pair | | "
-                     f"{_f(t['cache_seconds_per_pair'], 3)} |")
-        lines.append("| all models | GPU | not yet measured | |")
+            rows.append([row["model"], net, _f(row["it_per_s"], 2), _f(row["seconds_per_it"], 2)])
+        rows += [["correspondence cache", "relu3_1 matching per pair", "", _f(t["cache_seconds_per_pair"], 3)],
+                 ["all models", "GPU", "not yet measured", ""]]
+        lines += markdown_lines(["model", "network", "it/s", "s/it"], rows, "--rr")
     elif t:
         lines += ["", f"Training benchmark failed: {t.get('error')}"]
 
     i = results.get("infer")
     if i and "rows" in i:
         lines += ["", f"### Inference, CPU (HR {i['hr_size']}, LR {i['lr_size']}, one reference, "
-                      f"tile {i['tile']}; {i['note']})", "",
-                  "| model | network | matching | s / image |", "|---|---|---|---:|"]
-        for row in i["rows"]:
-            lines.append(f"| {row['model']} | {row['size']} | {row['match_mode'] or '–'} | {_f(row['seconds'], 3)} |")
-        lines.append("| all models | GPU | | not yet measured |")
+                      f"tile {i['tile']}; {i['note']})", ""]
+        rows = [[row["model"], row["size"], row["match_mode"] or "–", _f(row["seconds"], 3)] for row in i["rows"]]
+        rows.append(["all models", "GPU", "", "not yet measured"])
+        lines += markdown_lines(["model", "network", "matching", "s / image"], rows, "---r")
 
     r = results.get("relevance")
     if r and "rows" in r:
         lines += ["", "### TTSR relevance search + texture transfer, CPU (one same-size reference; the released "
-                      "code's relevance matrix computed, not run)", "",
-                  "| HR size | search s | transfer s | search peak MB | transfer peak MB | budget max_mb | "
-                  "released matrix MB, 1 ref | 5 refs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for row in r["rows"]:
-            lines.append(f"| {row['hr_size']} | {_f(row['search_seconds'], 2)} | {_f(row['transfer_seconds'], 2)} | "
-                         f"{_f(row['search_peak_mb'], 0)} | {_f(row['transfer_peak_mb'], 0)} | {_f(row['max_mb'], 0)} | "
-                         f"{_f(row['released_matrix_mb_1_refs'], 0)} | {_f(row['released_matrix_mb_5_refs'], 0)} |")
+                      "code's relevance matrix computed, not run)", ""]
+        rows = [[row["hr_size"], _f(row["search_seconds"], 2), _f(row["transfer_seconds"], 2),
+                 _f(row["search_peak_mb"], 0), _f(row["transfer_peak_mb"], 0), _f(row["max_mb"], 0),
+                 _f(row["released_matrix_mb_1_refs"], 0), _f(row["released_matrix_mb_5_refs"], 0)]
+                for row in r["rows"]]
+        lines += markdown_lines(["HR size", "search s", "transfer s", "search peak MB", "transfer peak MB",
+                                 "budget max_mb", "released matrix MB, 1 ref", "5 refs"], rows, "-" + "r" * 7)
     elif r:
         lines += ["", f"Relevance benchmark failed: {r.get('error')}"]
 
     d = results.get("dag")
     if d:
-        lines += ["", "### Workflow", "", "| what | seconds |", "|---|---:|"]
         if "error" in d:
-            lines.append(f"| snakemake -n | error: {d['error']} |")
+            row = ["snakemake -n", f"error: {d['error']}"]
         else:
-            lines.append(f"| `snakemake -n`, CUFED5-sized config ({d['groups']} groups, {d['models']} models, "
-                         f"{d['levels']} levels{', ' + str(d['jobs']) + ' jobs' if d.get('jobs') else ''}) | "
-                         f"{_f(d['seconds'], 2)} |")
+            row = [f"`snakemake -n`, CUFED5-sized config ({d['groups']} groups, {d['models']} models, "
+                   f"{d['levels']} levels{', ' + str(d['jobs']) + ' jobs' if d.get('jobs') else ''})",
+                   _f(d["seconds"], 2)]
+        lines += ["", "### Workflow", "", *markdown_lines(["what", "seconds"], [row], "-r")]
     return "\n".join(lines) + "\n"
 
 

@@ -1,25 +1,9 @@
-"""Plain Markdown tables (no extra dependency)."""
+"""Markdown tables of DataFrames: the report layer's name for :func:`refsr.core.markdown.frame_table`
+(the one table writer is :mod:`refsr.core.markdown`)."""
 
 from __future__ import annotations
 
-import math
+from refsr.core.markdown import fmt
+from refsr.core.markdown import frame_table as markdown_table
 
-import pandas as pd
-
-
-def fmt(value, digits: int = 3) -> str:
-    """Format a cell: floats to ``digits`` decimals, NaN as an em dash."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "—"
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
-    """``df`` as a GitHub-flavoured Markdown table."""
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(fmt(v, digits) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+__all__ = ["fmt", "markdown_table"]

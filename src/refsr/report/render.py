@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from refsr.core.atomic import write_text
+from refsr.core.markdown import markdown_table
 
 _TEX_UNICODE = [
     ("\u21132", r"$\ell_2$"), ("\u2113", r"$\ell$"), ("\u03c3", r"$\sigma$"),
@@ -30,10 +31,9 @@ def latex_escape(text: str) -> str:
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    """The report's Markdown table: first column left-aligned, the others right-aligned
+    (:func:`refsr.core.markdown.markdown_table`)."""
+    return markdown_table(header, rows, align="l" + "r" * (len(header) - 1))
 
 
 def tex_table(caption: str, label: str, colspec: str, head: Sequence[str],
