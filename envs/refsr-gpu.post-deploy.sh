@@ -1,0 +1,1 @@
+refsr.post-deploy.sh
