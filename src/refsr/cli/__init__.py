@@ -38,17 +38,31 @@ def _cmd_degrade(args) -> None:
     write_image(args.lr, lr)
 
 
-def _aligner(mode: str):
-    """``--align``: the schema's reference and tiers defaults (min_inliers, max_scale, max_flow, SIFT);
-    the flow's scale is 4, the scale of ``refsr sr``."""
-    from refsr.core.config import defaults
-    from refsr.inference.align import ReferenceAligner
-    from refsr.similarity.local import LocalFeatureMatcher
+def _choices(dotted: str) -> list[str]:
+    """The values the schema allows for a config key (an option's choices)."""
+    from refsr.core.config import schema
 
-    ref, tiers = defaults("reference"), defaults("tiers")
-    return ReferenceAligner(mode, min_inliers=ref["min_inliers"], max_scale=ref["max_scale"],
-                            matcher=LocalFeatureMatcher(tiers["local_features"], tiers["ratio"], tiers["ransac_px"]),
-                            scale=4, max_flow=ref["max_flow"])
+    node = schema()
+    for part in dotted.split("."):
+        node = node["properties"][part]
+    return list(node["enum"])
+
+
+def sr_config(args) -> dict:
+    """The inference job spec (:func:`refsr.pipeline.jobs.resolver`) of ``refsr sr``: the
+    options over the schema's defaults (the model is the checkpoint's, so ``--model`` or none)."""
+    from refsr.core.config import validate
+    from refsr.pipeline import jobs
+
+    cfg = validate({"resize": args.resize,
+                    "inference": {"tile": args.tile, "pad": args.pad},
+                    "matching": {"mode": args.match_mode},
+                    "reference": {"align": args.align,
+                                  "degrade": "bicubic" if args.match_sisr is None else "sr_model"}})
+    spec = {**jobs.resolver(cfg, args.model), "device": args.device}  # cuda:N too
+    if spec["reference"] is not None and "sisr_model" in spec["reference"]:
+        spec["reference"]["sisr_model"] = None  # --match-sisr: whichever single-image model it holds
+    return spec
 
 
 def _cmd_sr(args) -> None:
@@ -61,11 +75,7 @@ def _cmd_sr(args) -> None:
     for path, ref in zip(args.ref or [], refs, strict=True):
         check_min_size(ref, path, "reference")
     # --match-sisr: reference.degrade sr_model (match SISR(LR) against SISR(Ref↓))
-    sisr = None if args.match_sisr is None else SuperResolver(
-        args.match_sisr, device=args.device, tile=args.tile, pad=args.pad, resize=args.resize)
-    resolver = SuperResolver(args.checkpoint, model=args.model, device=args.device, max_mb=args.max_mb,
-                             tile=args.tile, pad=args.pad, resize=args.resize, match_mode=args.match_mode,
-                             aligner=_aligner(args.align), matching_sisr=sisr)
+    resolver = SuperResolver.from_config(sr_config(args), args.checkpoint, args.match_sisr, max_mb=args.max_mb)
     if args.stitch and refs:
         from refsr.inference.levels import stitch_references
 
@@ -178,20 +188,23 @@ def build_parser() -> Parser:
     s.add_argument("--model", help="expected model name (the checkpoint must be of this model)")
     s.add_argument("--out", required=True, type=output_image,
                    help="SR image to write (.png, .jpg, .bmp, .tif, .webp)")
-    s.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
-    s.add_argument("--max-mb", type=positive_float, default=256, help="memory budget of the patch matching (MB)")
-    s.add_argument("--match-mode", choices=["exact", "approximate"], default="exact",
+    s.add_argument("--device", type=device, default=defaults("device"), help="cpu, cuda or cuda:N")
+    s.add_argument("--max-mb", type=positive_float, default=defaults("matching.max_mb"),
+                   help="memory budget of the patch matching (MB)")
+    s.add_argument("--match-mode", choices=_choices("matching.mode"), default=defaults("matching.mode"),
                    help="SRNTT patch matching: exact, or approximate (about 10x faster, >= 99%% of exact S*)")
-    s.add_argument("--align", choices=["none", "homography", "homography_then_flow"], default="none",
+    s.add_argument("--align", choices=_choices("reference.align"), default=defaults("reference.align"),
                    help="warp each reference into the input's frame by a RANSAC homography first, "
                         "then (homography_then_flow) refine it by dense optical flow "
                         "(a poor fit keeps it unwarped; the count is printed)")
     s.add_argument("--match-sisr", metavar="CHECKPOINT",
                    help="match in the SR domain (reference.degrade sr_model): this single-image model's "
                         "SISR(LR) against SISR(Ref↓) instead of bicubic LR↑ against Ref↓↑")
-    s.add_argument("--tile", type=nonneg_int, default=128, help="LR tile side for the network (0 = whole image)")
-    s.add_argument("--pad", type=nonneg_int, default=16, help="LR context pixels around each tile")
-    s.add_argument("--resize", choices=["matlab", "pil"], default="matlab")
+    s.add_argument("--tile", type=nonneg_int, default=defaults("inference.tile"),
+                   help="LR tile side for the network (0 = whole image)")
+    s.add_argument("--pad", type=nonneg_int, default=defaults("inference.pad"),
+                   help="LR context pixels around each tile")
+    s.add_argument("--resize", choices=_choices("resize"), default=defaults("resize"))
     s.set_defaults(func=_cmd_sr)
 
     c = sub.add_parser("score", help="PSNR/SSIM (under a protocol preset), LPIPS and ST-LPIPS of SR "

@@ -8,7 +8,7 @@ on). Its *baseline* is the model's main run, or another variant of the same mode
 ``baseline`` (e.g. trained on realistic LR against trained on bicubic LR, both tested on
 realistic LR). A variant must differ from its baseline in at least one setting that matters for
 its model (align and degrade only for reference-based models; train only for models trained
-here). The workflow (``workflow/rules/common.smk``) and the ablation stage both check a config
+here). The workflow (:class:`refsr.pipeline.plan.Plan`) and the ablation stage both check a config
 with :func:`check_variants`; the table's caption says :func:`change_text`.
 
 No torch here: the workflow imports this module while it builds the DAG.
@@ -60,15 +60,10 @@ def baseline_settings(config: Mapping, v: Mapping) -> dict[str, str]:
     return main_settings(config, v["model"])
 
 
-def _trained_here(config: Mapping, model: str) -> bool:
-    """Whether the pipeline trains ``model`` (not interpolation, not imported weights)."""
-    return registry.get(model).trainable and model not in config.get("pretrained", {})
-
-
 def changes(config: Mapping, v: Mapping) -> dict[str, tuple[str, str]]:
     """Setting -> (baseline's, variant's) for every setting that differs and matters for the model."""
     relevant = {"test"} | ({"align", "degrade"} if registry.get(v["model"]).uses_reference else set()) | (
-        {"train"} if _trained_here(config, v["model"]) else set())
+        {"train"} if registry.trained_here(v["model"], config) else set())
     a, b = baseline_settings(config, v), settings(config, v)
     return {s: (a[s], b[s]) for s in KEYS if s in relevant and a[s] != b[s]}
 
@@ -100,7 +95,7 @@ def check_variants(config: Mapping) -> None:
             if key in v and not spec.uses_reference:
                 raise RefsrError("ablations", f"{where}: {v['model']} takes no reference, "
                                               f"so its reference.{key} changes nothing")
-        if "train_degradation" in v and not _trained_here(config, v["model"]):
+        if "train_degradation" in v and not registry.trained_here(v["model"], config):
             raise RefsrError("ablations", f"{where}: {v['model']} is not trained here, "
                                           "so train_degradation changes nothing")
         base = v.get("baseline")

@@ -185,6 +185,7 @@ def tables(config: Mapping) -> dict:
         "datasets": list(config["eval_datasets"]),
         "paper_dataset": paper,
         "config_hash": digest(tracked(config)),
+        "protocol_text": protocol_from_config(config).describe(),
     })
 
 

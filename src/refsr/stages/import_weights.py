@@ -10,7 +10,7 @@ from pathlib import Path
 
 from refsr.core.errors import RefsrError
 from refsr.models.checkpoint import read_checkpoint
-from refsr.models.importers import import_weights
+from refsr.models.importers import MODEL_CHOICES, import_weights
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,9 @@ def import_one(model: str, source: str, src: str | os.PathLike, out: str | os.Pa
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".import-", dir=out.parent) as tmp:
-        written = import_weights(source, src, tmp)
+        # a released file whose name does not say which model it holds (TTSR's): the config does
+        named = model if source in MODEL_CHOICES and Path(src).is_file() else None
+        written = import_weights(source, src, tmp, model=named)
         if model not in written:
             raise RefsrError(src, f"{source} weights hold no {model} (they give {', '.join(written) or 'nothing'})")
         if recipe is not None:
