@@ -300,7 +300,6 @@ def test_post_deploy_without_the_checkout_fails_with_one_line(tmp_path, checkout
     assert not list(prefix.rglob("__editable__*refsr*"))
 
 
-@pytest.mark.xfail(strict=True, reason="workflow/rules/common.smk does not export REFSR_CHECKOUT yet")
 def test_snakefile_tells_the_post_deploy_script_the_checkout(rules):
     rules("cpu")
     exported = rules.exported["cpu"]

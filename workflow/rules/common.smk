@@ -15,21 +15,10 @@ from refsr.models import importers, registry
 from refsr.pipeline import jobs
 from refsr.pipeline.plan import Plan, degradations
 
-# Rule scripts import refsr from this checkout, whichever Python runs them: this one, or a
-# conda environment from envs/ (third-party packages only). Jobs inherit the variable,
-# locally and on a cluster (SLURM jobs are submitted with --export=ALL).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    dict.fromkeys(
-        [
-            str(Path(workflow.basedir).parent / "src"),
-            *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
-        ]
-    )
-)
-
-
-envvars:
-    "PYTHONPATH",
+# Rule scripts import refsr installed in the Python that runs them: this one's (.venv, where
+# `make venv` installs it editable), or a conda environment's from envs/, into which
+# envs/*.post-deploy.sh installs this checkout the same way; it reads the checkout from here.
+os.environ["REFSR_CHECKOUT"] = str(Path(workflow.basedir).parent)
 
 
 # Validated once (defaults from the schema), then the checks that open no image: every rule
@@ -57,48 +46,16 @@ wildcard_constraints:
     model="|".join(registry.names()),
 
 
-def data_targets():
-    return PLAN.data_targets()
-
-
-def model_targets():
-    return PLAN.model_targets()
-
-
-def report_targets():
-    return PLAN.report_targets()
-
-
-# The report: each table's CSV and each figure's PNG with its caption.
-_TABLE_CAPTIONS = {
-    "main": "../report/main_table.rst",
-    "per_level": "../report/per_level_table.rst",
-    "paper": "../report/paper_vs_reproduced.rst",
-}
-_FIGURE_CAPTIONS = {
-    "levels": "../report/metric_vs_level.rst",
-    "grid": "../report/comparison.rst",
-    "corr": "../report/correspondence.rst",
-}
-
-
-def reported_tables():
-    out = PLAN.table_paths()
-    for table, caption in _TABLE_CAPTIONS.items():
-        if f"{table}_csv" in out:
-            out[f"{table}_csv"] = report(
-                out[f"{table}_csv"], caption=caption, category="Tables"
-            )
-    return out
-
-
-def reported_figures():
-    out = PLAN.figure_paths()
-    for fig, caption in _FIGURE_CAPTIONS.items():
-        out[f"{fig}_png"] = report(
-            out[f"{fig}_png"],
-            caption=caption,
-            category="Figures",
-            subcategory="{dataset}",
-        )
-    return out
+def paper_tables():
+    """The paper-vs-reproduced table's outputs, when a cufed5 dataset is evaluated."""
+    if PLAN.paper_dataset is None:
+        return {}
+    return {
+        "paper_csv": report(
+            "results/tables/paper_vs_reproduced.csv",
+            caption="../report/paper_vs_reproduced.rst",
+            category="Tables",
+        ),
+        "paper_md": "results/tables/paper_vs_reproduced.md",
+        "paper_tex": "results/tables/paper_vs_reproduced.tex",
+    }

@@ -38,7 +38,22 @@ rule tables:
         csv=PLAN.eval_csvs(),
         json=PLAN.eval_jsons(),
     output:
-        **reported_tables(),
+        **paper_tables(),
+        main_csv=report(
+            "results/tables/main.csv",
+            caption="../report/main_table.rst",
+            category="Tables",
+        ),
+        main_md="results/tables/main.md",
+        main_tex="results/tables/main.tex",
+        per_level_csv=report(
+            "results/tables/per_level.csv",
+            caption="../report/per_level_table.rst",
+            category="Tables",
+        ),
+        per_level_md="results/tables/per_level.md",
+        per_level_tex="results/tables/per_level.tex",
+        # only with a cufed5 dataset evaluated (PLAN.paper_dataset)
     log:
         "results/logs/tables.log",
     benchmark:
@@ -59,7 +74,27 @@ rule figures:
     input:
         unpack(lambda wc: PLAN.figures_inputs(wc.dataset)),
     output:
-        **reported_figures(),
+        levels_png=report(
+            "results/figures/metric_vs_level_{dataset}.png",
+            caption="../report/metric_vs_level.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+        levels_pdf="results/figures/metric_vs_level_{dataset}.pdf",
+        grid_png=report(
+            "results/figures/comparison_{dataset}.png",
+            caption="../report/comparison.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+        grid_pdf="results/figures/comparison_{dataset}.pdf",
+        corr_png=report(
+            "results/figures/correspondence_{dataset}.png",
+            caption="../report/correspondence.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+        corr_pdf="results/figures/correspondence_{dataset}.pdf",
     log:
         "results/logs/figures/{dataset}.log",
     benchmark:
