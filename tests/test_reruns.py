@@ -132,3 +132,16 @@ def test_row_a_reference_key_reruns_only_what_it_affects():
     assert reruns(**{"reference.max_flow": 4.0}) == {"tables": [""]}  # no flow: changes no output
     got = reruns(**{"reference.align": "homography"})
     assert got == {"infer": evaluated(REF_MODELS), "figures": ["embedded"], "tables": [""]}
+
+
+def test_figures_job_lists_the_learned_models_in_the_order_of_their_checkpoint_inputs():
+    """The stage pairs params.job["learned"] with input.learned: canonical() sorts mapping keys,
+    so the order must come from a list (a dict would give ttsr before ttsr_rec)."""
+    from refsr.pipeline import jobs
+    from refsr.pipeline.plan import Plan
+
+    cfg = validate(SMOKE)
+    names = jobs.figures(cfg)["learned"]
+    ckpts = Plan(cfg).figures_inputs("embedded")["learned"]
+    assert names == ["ttsr_rec", "ttsr"]
+    assert [c.split("/")[-2] for c in ckpts] == names

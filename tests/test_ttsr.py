@@ -250,7 +250,7 @@ def test_ttsr_rec_trains_and_checkpoint_runs_inference(data, vgg_weights, tmp_pa
     from refsr.report.figures import plot_correspondence
     from refsr.stages.figures import hard_attention_view
 
-    spec = jobs.figures(validate({"vgg19_weights": vgg_weights, "models": ["ttsr_rec"]}))["learned"]["ttsr_rec"]
+    spec = jobs.figures(validate({"vgg19_weights": vgg_weights, "models": ["ttsr_rec"]}))["resolvers"]["ttsr_rec"]
     view, sr = hard_attention_view(tmp_path / "ck.pt", lr, ref, spec, max_mb=64)
     assert view.py.shape == (lr.shape[0], lr.shape[1]) and sr.shape == out.shape
     assert view.ref_grid == (ref.shape[0] // 4, ref.shape[1] // 4)

@@ -199,11 +199,11 @@ def learned_texture_models(config: Mapping) -> list[str]:
 def figures(config: Mapping) -> dict:
     """The figures' sections, and the inference job spec of each TTSR-like model (its hard
     attention is drawn as its inference computes it, with tiling off)."""
-    learned = {m: {**resolver(config, m), "inference": {"tile": 0, "pad": 0}}
-               for m in learned_texture_models(config)}
+    learned = learned_texture_models(config)
     return canonical({
         **subset(config, "scale", "resize", "vgg19_weights", "evaluation", "models"),
-        "learned": learned,
+        "learned": learned,  # in the order of the rule's input ``learned`` (their checkpoints)
+        "resolvers": {m: {**resolver(config, m), "inference": {"tile": 0, "pad": 0}} for m in learned},
         "protocol_text": protocol_from_config(config).describe(),
     })
 

@@ -67,7 +67,7 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_dirs: Ma
                 learned: Sequence[tuple[str, str | os.PathLike]] = (), max_mb: float | None = None) -> None:
     """Metric vs level, comparison grid and correspondence figure of one dataset; ``sr_dirs``:
     model -> its SR folder; ``learned``: ``(model, checkpoint)`` of TTSR models whose hard
-    attention the figure shows too (their resolvers: ``config["learned"][model]``); ``max_mb``:
+    attention the figure shows too (their resolvers: ``config["resolvers"][model]``); ``max_mb``:
     the matching's memory budget (a setting; unset: the schema's)."""
     max_mb = defaults("matching.max_mb") if max_mb is None else max_mb
     ev = config["evaluation"]
@@ -112,7 +112,7 @@ def run_figures(ds: Dataset, eval_csvs: Sequence[str | os.PathLike], sr_dirs: Ma
         shown, shown_label = read_image(sr_path), f"SRNTT output ({level})"
     rows = [(shown, shown_label, view, "SRNTT (VGG19 relu3_1)")]
     for name, ckpt in learned:
-        ttsr_view, ttsr_sr = hard_attention_view(ckpt, lr, ref, config["learned"][name], max_mb)
+        ttsr_view, ttsr_sr = hard_attention_view(ckpt, lr, ref, config["resolvers"][name], max_mb)
         rows.append((ttsr_sr, f"{registry.get(name).label} output ({level})", ttsr_view,
                      f"{registry.get(name).label} hard attention (LTE level 3)"))
     title = (f"{ds.name}/{image}: correspondence (3x3 patches at relu3_1 resolution) with its "
