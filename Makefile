@@ -17,7 +17,7 @@ export REFSR_VGG19_WEIGHTS := $(SHARED_VGG)
 endif
 endif
 
-.PHONY: venv run ablations test test-fast lint dry-run report bench clean
+.PHONY: venv run ablations test test-fast lint dry-run report bench docs clean
 
 venv: $(STAMP)
 
@@ -31,7 +31,7 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
-# Ablations (README "Ablations"): the config's `ablations` variants against the main run and the
+# Ablations (docs/ablations.md): the config's `ablations` variants against the main run and the
 # known-correspondence matching study; builds the main run's inputs first if they are missing.
 # The report then shows the main run and the ablations.
 ablations: $(STAMP)
@@ -62,5 +62,11 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/refsr bench all --out results/bench --markdown BENCHMARKS.md
 
+# The documentation site (mkdocs.yml, docs/): site/, strict (a broken link, a missing page or
+# any other warning fails). The configuration and CLI pages are generated from the schema and the
+# parser (docs/hooks.py); results tables are included from results/ when a run has written them.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --clean -d site
+
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake site
