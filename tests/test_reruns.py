@@ -1,4 +1,4 @@
-"""README "What a config change re-runs", row by row, asked of the job specs directly
+"""docs/configuration.md "What a config change re-runs", row by row, asked of the job specs directly
 (:func:`refsr.pipeline.rerun.changed`: the jobs whose params change; Snakemake re-runs them and
 what follows from their outputs). tests/test_provenance.py checks the same on a finished smoke
 run through Snakemake."""
