@@ -28,7 +28,7 @@ The graph of ``SRNTT.model`` point by point, in PyTorch (NCHW):
   with batch statistics during training; they do not move its stored averages here (the
   released code never saves the content extractor again: its test loads ``upscale.npz``).
 
-Deviations (also in the README, "SRNTT as implemented"):
+Deviations (also in the docs, docs/methods/srntt.md):
 
 * Upscaling uses PyTorch's ``pixel_shuffle`` (output channel ``c·4 + i·2 + j``) where the
   released graph uses TensorFlow's ``depth_to_space`` (``(i·2 + j)·C + c``); the importer

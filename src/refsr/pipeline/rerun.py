@@ -4,7 +4,7 @@
 builds the DAG) and :func:`params_of` gives a job's params exactly as its rule does
 (:mod:`refsr.pipeline.jobs`). :func:`changed` compares two validated configs: the jobs whose
 params differ, and the jobs present under only one of them. Snakemake then re-runs those and
-everything downstream of them (their outputs are newer inputs); the README table "What a config
+everything downstream of them (their outputs are newer inputs); the docs' table "What a config
 change re-runs" is tested row by row with this function.
 """
 

@@ -18,7 +18,7 @@ One iteration is one batch of the released loop:
 * ``srresnet``, ``srgan``: the released code does not train its content extractor (it ships
   ``upscale.npz``). The official SRResNet is trained on the reconstruction loss with the same
   optimiser, and SRGAN (not in the released code) with the critic schedule above without the
-  truth step; both are this project's additions, named so in the README.
+  truth step; both are this project's additions, named so in the docs (docs/methods/srntt.md).
 
 Differences from the released loop: the two critic steps of a batch and its joint step use one
 generator pass (the released code recomputes the same output three times, moving the
