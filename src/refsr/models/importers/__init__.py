@@ -21,11 +21,13 @@ IMPORTERS: dict[str, str] = {
     "refsr": "refsr.models.importers.refsr:import_checkpoint",
     "srntt-official": "refsr.models.importers.srntt_official:import_released",
     "ttsr-official": "refsr.models.importers.ttsr_official:import_released",
+    "c2matching-official": "refsr.models.importers.c2matching_official:import_released",
 }
 
 
 #: Sources whose weights are of one recipe (``refsr`` keeps the checkpoint's own).
-SOURCE_RECIPE: dict[str, str] = {"srntt-official": "official", "ttsr-official": "official"}
+SOURCE_RECIPE: dict[str, str] = {"srntt-official": "official", "ttsr-official": "official",
+                                 "c2matching-official": "official"}
 
 
 def check_source(source: str, where: str = "source") -> None:
@@ -57,7 +59,8 @@ def importer(source: str, where: str = "source") -> Callable[[Path, Path], dict[
 
 #: Sources whose files do not say which model they hold by themselves: ``model=`` of
 #: :func:`import_weights` (``refsr import-weights --model``) may name it, one of these.
-MODEL_CHOICES: dict[str, tuple[str, ...]] = {"ttsr-official": ("ttsr", "ttsr_rec")}
+MODEL_CHOICES: dict[str, tuple[str, ...]] = {"ttsr-official": ("ttsr", "ttsr_rec"),
+                                             "c2matching-official": ("c2matching", "c2matching_rec")}
 
 
 def import_weights(source: str, src: str | os.PathLike, out_dir: str | os.PathLike,
