@@ -65,24 +65,39 @@ def sr_config(args) -> dict:
     return spec
 
 
+def _progress_to_stderr(name: str) -> None:
+    """Let logger ``name``'s progress lines (:func:`refsr.core.progress.progress`) reach stderr."""
+    import logging
+
+    logger = logging.getLogger(name)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("refsr: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def _cmd_sr(args) -> None:
     from refsr.core.imageio import MIN_SIDE, check_min_size, read_image, write_image
     from refsr.inference.resolver import SuperResolver
 
     lr = read_image(args.lr)
     check_min_size(lr, args.lr, "LR image", min_side=MIN_SIDE // 4)
+    _progress_to_stderr("refsr.matching.transfer")  # a large reference's bands show progress
     refs = [read_image(r) for r in args.ref or []]
     for path, ref in zip(args.ref or [], refs, strict=True):
         check_min_size(ref, path, "reference")
     # --match-sisr: reference.degrade sr_model (match SISR(LR) against SISR(Ref↓))
     resolver = SuperResolver.from_config(sr_config(args), args.checkpoint, args.match_sisr, max_mb=args.max_mb)
+    names = list(args.ref or [])
     if args.stitch and refs:
         from refsr.inference.levels import stitch_references
 
         refs = [stitch_references(refs, [Path(r) for r in args.ref])]
+        names = [f"--stitch of {', '.join(names)}"]
     if refs and not resolver.uses_reference:
         print(f"refsr: note: {resolver.name} is a single-image model; --ref ignored", file=sys.stderr)
-    write_image(args.out, resolver(lr, refs))
+    write_image(args.out, resolver(lr, refs, names=names))
     if args.align != "none" and resolver.uses_reference:
         print(f"refsr: alignment: {resolver.align_stats.summary()}", file=sys.stderr)
 
@@ -131,6 +146,8 @@ def _cmd_score(args) -> None:
         out["psnr_note"] = "identical images"
     if metric is not None and not metric.available:
         out["lpips_reason"] = metric.reason
+    if st is not None and st.skipped:
+        out["stlpips_reason"] = st.reason
     print(json.dumps(out, allow_nan=False))
 
 
@@ -190,7 +207,7 @@ def build_parser() -> Parser:
                    help="SR image to write (.png, .jpg, .bmp, .tif, .webp)")
     s.add_argument("--device", type=device, default=defaults("device"), help="cpu, cuda or cuda:N")
     s.add_argument("--max-mb", type=positive_float, default=defaults("matching.max_mb"),
-                   help="memory budget of the patch matching (MB)")
+                   help="memory budget of the reference path: features, patch matching, stitching (MB)")
     s.add_argument("--match-mode", choices=_choices("matching.mode"), default=defaults("matching.mode"),
                    help="SRNTT patch matching: exact, or approximate (about 10x faster, >= 99%% of exact S*)")
     s.add_argument("--align", choices=_choices("reference.align"), default=defaults("reference.align"),

@@ -77,8 +77,28 @@ def imresize(img: np.ndarray, scale: float, method: str = "matlab") -> np.ndarra
         h, w = img.shape[:2]
         size = (_out_size(w, scale), _out_size(h, scale))
         return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BICUBIC))
-    out = imresize_float(img, scale)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return _imresize_strips(img, scale)
+
+
+#: Columns / rows per strip of :func:`imresize`'s two passes: a large photo is never held in
+#: float64 whole (a 4000x3000 one would be 288 MB, and as much again per temporary).
+STRIP = 256
+
+
+def _imresize_strips(img: np.ndarray, scale: float) -> np.ndarray:
+    """:func:`imresize_float` rounded to uint8, in strips: the height pass over column strips,
+    the width pass over row strips (each output value is the same dot product, so the same)."""
+    h, w = img.shape[:2]
+    oh, ow = _out_size(h, scale), _out_size(w, scale)
+    wh, ww = resize_weights(h, oh, scale), resize_weights(w, ow, scale)
+    mid = np.empty((oh, w) + img.shape[2:], dtype=np.float64)
+    for c0 in range(0, w, STRIP):
+        mid[:, c0:c0 + STRIP] = np.tensordot(wh, img[:, c0:c0 + STRIP].astype(np.float64), axes=([1], [0]))
+    out = np.empty((oh, ow) + img.shape[2:], dtype=np.uint8)
+    for r0 in range(0, oh, STRIP):
+        part = np.moveaxis(np.tensordot(ww, mid[r0:r0 + STRIP], axes=([1], [1])), 0, 1)
+        out[r0:r0 + STRIP] = np.clip(np.rint(part), 0, 255)
+    return out
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:

@@ -125,7 +125,10 @@ def stlpips_info(metric: STLPIPSMetric | None) -> dict[str, Any]:
     """What the sidecar and the captions say about ST-LPIPS."""
     if metric is None:
         return {"enabled": False, "net": None, "source": None}
-    return {"enabled": True, "net": metric.net, "source": metric.source}
+    info = {"enabled": True, "net": metric.net, "source": metric.source}
+    if metric.skipped:  # images too small for ST-LPIPS: NaN, and why
+        info.update(skipped=metric.skipped, reason=metric.reason)
+    return info
 
 
 def sidecar(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +31,9 @@ import numpy as np
 from refsr.core.errors import RefsrError
 
 NETS = ("alex", "vgg")
+#: Smallest image side each network scores: below it the blur-pooling's reflect padding fails
+#: (measured on stlpips-pytorch 0.1.x). Smaller images get NaN with :attr:`STLPIPSMetric.reason`.
+MIN_SIDE = {"alex": 21, "vgg": 18}
 VARIANT = "shift_tolerant"
 PACKAGE = "stlpips-pytorch"
 
@@ -67,7 +71,8 @@ def check_fully_loaded(model, state: dict[str, Any], where: str) -> None:
 
 
 class STLPIPSMetric:
-    """``metric(sr, hr)`` -> ST-LPIPS distance (lower = more similar; identical images give 0).
+    """``metric(sr, hr)`` -> ST-LPIPS distance (lower = more similar; identical images give 0);
+    NaN for an image with a side under :data:`MIN_SIDE` (``skipped`` counts them, ``reason`` says why).
 
     Built on first use; ``source`` names the package version and the weight file's digest.
     """
@@ -79,6 +84,8 @@ class STLPIPSMetric:
         self.device = device
         self._model = None
         self._source: str | None = None
+        self.skipped = 0  # images too small to score (NaN)
+        self.reason: str | None = None
 
     @property
     def source(self) -> str:
@@ -122,6 +129,11 @@ class STLPIPSMetric:
         if sr.shape != hr.shape or sr.ndim != 3 or sr.shape[2] != 3:
             raise RefsrError(f"{sr_name or 'SR'} vs {hr_name or 'HR'}",
                              f"ST-LPIPS needs two RGB images of one size, got {sr.shape} and {hr.shape}")
+        if min(sr.shape[:2]) < MIN_SIDE[self.net]:
+            self.skipped += 1
+            self.reason = (f"{sr_name or 'image'} is {sr.shape[1]}x{sr.shape[0]}: ST-LPIPS ({self.net}) "
+                           f"needs both sides >= {MIN_SIDE[self.net]} px (NaN)")
+            return math.nan
         self._ensure()
 
         def tensor(a: np.ndarray):

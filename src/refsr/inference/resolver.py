@@ -132,7 +132,9 @@ class SuperResolver:
         return self.vgg is not None or self.learned
 
     @torch.no_grad()
-    def __call__(self, lr: np.ndarray, refs: list[np.ndarray] | None = None) -> np.ndarray:
+    def __call__(self, lr: np.ndarray, refs: list[np.ndarray] | None = None,
+                 names: list[str] | None = None) -> np.ndarray:
+        """The SR of ``lr``; ``names`` (the reference files) are what errors call the references."""
         if self.name == BICUBIC:
             return upscale(lr, self.scale, self.resize)
         lr_t = to_tensor(lr, self.device)
@@ -142,22 +144,23 @@ class SuperResolver:
             raise RefsrError("--ref", f"{self.name} needs at least one reference image")
         for i, ref in enumerate(refs):
             if min(ref.shape[:2]) < MIN_SIDE:
-                raise RefsrError(f"reference {i + 1}", f"is {ref.shape[1]}x{ref.shape[0]}, smaller than "
+                raise RefsrError(names[i] if names else f"reference {i + 1}", f"is {ref.shape[1]}x{ref.shape[0]}, smaller than "
                                                        f"one relu3_1 patch ({MIN_SIDE}x{MIN_SIDE})")
         lr_up_img = upscale(lr, self.scale, self.resize)
         refs = [self._align(lr_up_img, r) for r in refs]
         lr_up = to_tensor(lr_up_img if self.matching_sisr is None else self.matching_sisr(lr), self.device)
-        refs_t = [to_tensor(r, self.device) for r in refs]
         if self.learned:  # TTSR: references cropped to a multiple of the scale, as released
             s = self.scale
+            refs_t = [to_tensor(r, self.device) for r in refs]
             refs_t = [r[..., : r.shape[-2] // s * s, : r.shape[-1] // s * s] for r in refs_t]
-        refs_du = [to_tensor(self._ref_down_up(r), self.device) for r in refs]
-        if self.learned:
+            refs_du = [to_tensor(self._ref_down_up(r), self.device) for r in refs]
             maps = self.net.textures(lr_up * 2 - 1, [r * 2 - 1 for r in refs_t], [r * 2 - 1 for r in refs_du])
             self.last_correspondence = self.net.last_correspondence
             return from_tensor(self._tiled(lr_t, maps))
-        _, maps = transfer(lr_up, refs_t, self.vgg, max_mb=self.max_mb, refs_down_up=refs_du,
-                           mode=self.match_mode, approx=self.approx)
+        # SRNTT: the references stay uint8; transfer streams them in tiles within max_mb
+        _, maps = transfer(lr_up, refs, self.vgg, max_mb=self.max_mb,
+                           refs_down_up=[self._ref_down_up(r) for r in refs],
+                           mode=self.match_mode, approx=self.approx, names=names)
         return from_tensor(self._tiled(lr_t, maps))
 
     def _ref_down_up(self, ref: np.ndarray) -> np.ndarray:

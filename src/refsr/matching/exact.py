@@ -6,6 +6,8 @@ score exactly; the ``N_content x N_ref`` score matrix is never built, nor any pa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 
@@ -77,17 +79,37 @@ def match_exact(content: Tensor, refs: list[Tensor], patch: int = 3, max_mb: flo
     """
     content = check_content(content)
     refs = check_refs(content, refs, patch)
+    shapes = [(int(r.shape[1]), int(r.shape[2])) for r in refs]
+    return match_exact_bands(content, ((i, 0, r) for i, r in enumerate(refs)), shapes, patch, max_mb)
+
+
+@torch.no_grad()
+def match_exact_bands(content: Tensor, bands: Iterable[tuple[int, int, Tensor]],
+                      ref_shapes: list[tuple[int, int]], patch: int = 3,
+                      max_mb: float = 256) -> Correspondence:
+    """:func:`match_exact` over references that come in horizontal bands, so that no
+    reference map need ever be whole (:func:`refsr.matching.transfer.transfer`).
+
+    ``bands`` yields ``(i, g0, band)``: rows ``g0 .. g0 + n + patch - 2`` of reference ``i``'s
+    ``C x Hr x Wr`` map (``ref_shapes[i] = (Hr, Wr)``), i.e. its patch-grid rows ``g0 .. g0 + n - 1``;
+    every grid row exactly once, references in order, bands top to bottom. The result is
+    :func:`match_exact`'s on the whole maps (same indices, ties to the lowest index).
+    """
+    content = check_content(content)
     C, H, W = content.shape
     r = patch // 2
     pw = W + 2 * r
     padded = padded_rows(content, r)
     best = torch.full((H * pw,), -torch.inf, dtype=content.dtype, device=content.device)
     arg = torch.zeros(H * pw, dtype=torch.int64, device=content.device)
-    base = 0
-    for ref in refs:
-        _scan_ref(padded, H, W, ref, patch, max_mb, base, best, arg)
-        base += (ref.shape[1] - patch + 1) * (ref.shape[2] - patch + 1)
-    return finish(content, padded, refs, best.view(H, pw)[:, :W], arg.view(H, pw)[:, :W], patch)
+    offsets = [0]
+    for hr, wr in ref_shapes:
+        offsets.append(offsets[-1] + (hr - patch + 1) * (wr - patch + 1))
+    for i, g0, band in bands:
+        band = check_refs(content, [band], patch)[0]
+        gw = ref_shapes[i][1] - patch + 1
+        _scan_ref(padded, H, W, band, patch, max_mb, offsets[i] + g0 * gw, best, arg)
+    return finish(content, padded, ref_shapes, best.view(H, pw)[:, :W], arg.view(H, pw)[:, :W], patch)
 
 
 def _score_block(pix: Tensor, ni: int, nj: int, shifts: list[tuple[int, int]],

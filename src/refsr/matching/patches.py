@@ -85,13 +85,16 @@ def content_norms(padded: Tensor, H: int, W: int, patch: int) -> Tensor:
     return patch_norms(padded, H + 2 * r, W + 2 * r, patch)
 
 
-def finish(content: Tensor, padded: Tensor, refs: list[Tensor], best: Tensor, arg: Tensor,
+def finish(content: Tensor, padded: Tensor, refs: list, best: Tensor, arg: Tensor,
             patch: int) -> Correspondence:
+    """The correspondence; ``refs`` are the reference maps or their ``(Hr, Wr)`` sizes."""
     H, W = content.shape[1:]
+    shapes = tuple((int(t.shape[1]), int(t.shape[2])) if isinstance(t, Tensor) else (int(t[0]), int(t[1]))
+                   for t in refs)
     cnorm = content_norms(padded, H, W, patch).reshape(-1)
     best, arg = best.reshape(-1), arg.reshape(-1)
     cosine = torch.where(cnorm > EPS, best / cnorm.clamp_min(EPS), torch.zeros_like(best))
     return Correspondence(index=arg.view(H, W), score=best.view(H, W),
-                          ref_shapes=tuple((int(t.shape[1]), int(t.shape[2])) for t in refs),
+                          ref_shapes=shapes,
                           cosine=cosine.view(H, W), patch=patch)
 

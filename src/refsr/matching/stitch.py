@@ -72,12 +72,21 @@ def _bags(top_left: Tensor, width: Tensor | int, s: int, p: int, dtype: torch.dt
 
 def _stitch(table: Tensor, top_left: Tensor, width: Tensor | int, s: int, p: int, max_mb: float) -> Tensor:
     """Overlap-averaged swapped maps ``B x C x H*s x W*s`` (channels-last memory)."""
-    B, H, W = top_left.shape
+    def bags(a: int, b: int) -> tuple[Tensor, Tensor]:
+        wd = width if isinstance(width, int) else width[:, a:b]
+        return _bags(top_left[:, a:b], wd, s, p, table.dtype)
+    return _stitch_bands(table, tuple(top_left.shape), s, p, max_mb, bags)
+
+
+def _stitch_bands(table: Tensor, bhw: tuple[int, int, int], s: int, p: int, max_mb: float, bags) -> Tensor:
+    """The stitching of :func:`_stitch`, in bands of output rows that fit ``max_mb``;
+    ``bags(a, b)`` gives the table rows and weights of content rows ``a:b``."""
+    B, H, W = bhw
     C = table.shape[1] // s
     per_row = B * W * s * p * p * (8 + table.element_size())  # bag indices + weights per output block row
     band = max(1, min(H, int(max_mb * 2**20) // max(1, per_row)))
     if band >= H:
-        idx, wts = _bags(top_left, width, s, p, table.dtype)
+        idx, wts = bags(0, H)
         out = F.embedding_bag(idx, table, mode="sum", per_sample_weights=wts)
         return out.view(B, H * s, W * s, C).permute(0, 3, 1, 2)
     r = p // 2
@@ -85,11 +94,54 @@ def _stitch(table: Tensor, top_left: Tensor, width: Tensor | int, s: int, p: int
     for y0 in range(0, H, band):  # bands of output rows, each with the content rows it needs
         y1 = min(H, y0 + band)
         a, b = max(0, y0 - r), min(H, y1 + r)
-        wd = width if isinstance(width, int) else width[:, a:b]
-        idx, wts = _bags(top_left[:, a:b], wd, s, p, table.dtype)
+        idx, wts = bags(a, b)
         rows = F.embedding_bag(idx, table, mode="sum", per_sample_weights=wts).view(B, (b - a) * s, W * s, C)
         out[:, y0 * s:y1 * s] = rows[:, (y0 - a) * s:(y1 - a) * s]
     return out.permute(0, 3, 1, 2)
+
+
+def _cell_bags(cells: Tensor, s: int, p: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """:func:`_bags` over a table of gathered blocks: ``cells`` (``B x H x W x p*p``) holds, for
+    each content position, the table block of each cell ``(dy, dx)`` of its matched patch;
+    block ``b``'s pixel row ``sy`` is table row ``b * s + sy``."""
+    B, H, W, pp = cells.shape
+    r = p // 2
+    x = F.pad(cells.permute(0, 3, 1, 2), (r, r, r, r), value=-1)
+    # output block (Y, X) takes cell (dy, dx) of content position (Y + r - dy, X + r - dx)
+    ids = torch.stack([x[:, dy * p + dx, 2 * r - dy:2 * r - dy + H, 2 * r - dx:2 * r - dx + W]
+                       for dy in range(p) for dx in range(p)], -1)[:, :, None]  # B x H x 1 x W x pp
+    sy = torch.arange(s, device=cells.device)[:, None, None]
+    idx = ids.clamp_min(0) * s + sy
+    weights = (ids >= 0).to(dtype)
+    weights /= weights.sum(-1, keepdim=True)
+    return idx.reshape(-1, pp), weights.expand(B, H, s, W, pp).reshape(-1, pp)
+
+
+@torch.no_grad()
+def swap_cells(corr: Correspondence, cells: Tensor, blocks: dict[str, Tensor],
+               out_hw: tuple[int, int] | None = None, max_mb: float = 256) -> dict[str, Tensor]:
+    """:func:`swap` from only the reference blocks the correspondence uses.
+
+    ``cells`` (``H x W x p*p``, int64): for each content position, the row in ``blocks`` of
+    each relu3_1 cell ``(gy + dy, gx + dx)`` of its matched patch; ``blocks[layer]``
+    (``n x s x s x C``): that cell's ``s x s`` block of φ(Ref) at ``layer``. Equal to
+    :func:`swap` on the whole maps (:func:`refsr.matching.transfer.transfer` gathers the blocks
+    tile by tile, so no whole reference map is ever held).
+    """
+    H, W = corr.index.shape
+    out_h, out_w = out_hw if out_hw is not None else (RELU3_STRIDE * H, RELU3_STRIDE * W)
+    if (out_h // RELU3_STRIDE, out_w // RELU3_STRIDE) != (H, W):
+        raise ValueError(f"out_hw {out_hw} does not match the {H}x{W} relu3_1 correspondence")
+    out = {}
+    for layer, s in SWAP_SCALES.items():
+        if layer not in blocks:
+            continue
+        blk = blocks[layer]
+        table = blk.reshape(blk.shape[0] * s, s * blk.shape[-1])
+        M = _stitch_bands(table, (1, H, W), s, corr.patch, max_mb,
+                          lambda a, b, s=s, dt=table.dtype: _cell_bags(cells[None, a:b], s, corr.patch, dt))
+        out[layer] = _fit_output(M, out_h, out_w, s)
+    return out
 
 
 def _fit_output(M: Tensor, out_h: int, out_w: int, s: int) -> Tensor:

@@ -59,6 +59,8 @@ def run_evaluation(ds: Dataset, sr_dir: str | os.PathLike, model: str, config: M
                  len(absent), ", ".join(f"{g}/{lv}" for g, lv in absent))
     df, missing = evaluate_model(ds, sr_dir, protocol, metric, ev["levels"], stlpips_metric=st,
                                  absent=absent)
+    if st is not None and st.skipped:
+        log.warning("ST-LPIPS not computed (NaN) for %d image(s): %s", st.skipped, st.reason)
     meta = sidecar(df, missing, protocol, info, ds.name, model, stlpips_info(st), absent=absent,
                    levels=ev["levels"])
     write_results(df, meta, csv_path, json_path)
