@@ -147,3 +147,56 @@ def test_case5_tiny_image_score_is_one_line(side, tmp_path, capsys):
     metric = STLPIPSMetric("vgg")
     value = metric(photo(side, side), photo(side, side, 3))
     assert (side < MIN_SIDE["vgg"]) == np.isnan(value) and metric.skipped == (side < MIN_SIDE["vgg"])
+
+
+# ----------------------------------------------------------------------------- 6. CPU out of memory
+
+CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+           "you tried to allocate 10737418240 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def _rule(tmp_path, stage, name="infer"):
+    from types import SimpleNamespace
+
+    from refsr.stages.runner import run
+
+    smk = SimpleNamespace(log=[str(tmp_path / "rule.log")], threads=1, rule=name)
+    with pytest.raises(SystemExit) as exc:
+        run(stage, smk)
+    lines = (tmp_path / "rule.log").read_text().splitlines()
+    return exc.value.code, [ln for ln in lines if " ERROR " in ln], lines
+
+
+def test_case6_cpu_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    from refsr.core.errors import user_error
+    from refsr.inference.resolver import SuperResolver
+
+    err = user_error(RuntimeError(CPU_OOM), where="x.png")
+    assert str(err) == "x.png: out of CPU memory (10240 MB requested); try a smaller --max-mb / --tile or image"
+    assert user_error(RuntimeError("shape mismatch")) is None  # a bug keeps its traceback
+
+    def oom(*args, **kwargs):
+        raise RuntimeError(CPU_OOM)
+
+    monkeypatch.setattr(SuperResolver, "__call__", oom)
+    lr = save(tmp_path / "lr.png", photo(16, 16))
+    argv = ["sr", "--lr", str(lr), "--checkpoint", "bicubic", "--out", str(tmp_path / "sr.png")]
+    one_line_error(capsys, main(argv), "out of CPU memory (10240 MB requested)")
+    assert not (tmp_path / "sr.png").exists()
+
+    def stage(smk):
+        raise RuntimeError(CPU_OOM)
+
+    code, errors, _ = _rule(tmp_path, stage)
+    assert code == 1 and len(errors) == 1 and errors[0].endswith("refsr: rule infer: out of CPU memory "
+                                                                 "(10240 MB requested); try a smaller "
+                                                                 "--max-mb / --tile or image")
+
+
+def test_also_ctrl_c_in_a_rule_is_one_log_line_and_exit_130(tmp_path):
+    def stage(smk):
+        raise KeyboardInterrupt
+
+    code, errors, lines = _rule(tmp_path, stage, "train")
+    assert code == 130 and len(errors) == 1 and errors[0].endswith("refsr: rule train interrupted")
+    assert not any("Traceback" in ln for ln in lines)

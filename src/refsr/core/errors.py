@@ -10,6 +10,7 @@ Anything else (a bug) keeps its traceback.
 from __future__ import annotations
 
 import os
+import re
 
 
 class RefsrError(Exception):
@@ -34,8 +35,8 @@ def user_error(exc: BaseException, where: object | None = None) -> RefsrError | 
     """``exc`` as the one-line :class:`RefsrError` a user sees, or ``None`` for a bug.
 
     ``RefsrError`` is returned as it is; ``OSError`` (any subclass) names its file (or
-    ``where``) and the system's reason; ``MemoryError`` and torch's out-of-memory errors say
-    what ran out. ``where`` is the fallback for an error that names no file.
+    ``where``) and the system's reason; ``MemoryError`` and torch's out-of-memory errors (CUDA's, and the CPU
+    allocator's ``RuntimeError``) say what ran out. ``where`` is the fallback for an error that names no file.
     """
     if isinstance(exc, RefsrError):
         return exc
@@ -46,6 +47,12 @@ def user_error(exc: BaseException, where: object | None = None) -> RefsrError | 
         return RefsrError(name if name is not None else "I/O", os_reason(exc))
     if isinstance(exc, MemoryError):
         return RefsrError(where or "memory", "out of memory (try a smaller --max-mb / --tile or image)")
+    if isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc):
+        # torch's CPU allocator: "[enforce fail at alloc_cpu.cpp:..] . DefaultCPUAllocator: can't
+        # allocate memory: you tried to allocate N bytes. Error code 12 (...)"
+        m = re.search(r"tried to allocate (\d+) bytes", str(exc))
+        size = f" ({int(m.group(1)) / 2**20:.0f} MB requested)" if m else ""
+        return RefsrError(where or "memory", f"out of CPU memory{size}; try a smaller --max-mb / --tile or image")
     if type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("torch"):
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         return RefsrError(where or "GPU memory", f"out of GPU memory ({first}); try a smaller tile or max_mb")

@@ -40,7 +40,8 @@ def settings(smk) -> dict:
 
 
 def run(stage: Callable[[object], None], smk) -> None:
-    """Run ``stage(smk)`` as a rule body: logging, threads, one-line errors."""
+    """Run ``stage(smk)`` as a rule body: logging, threads, one-line errors; an interrupt
+    (Ctrl-C) is one log line and exit status 130."""
     setup_logging(smk.log[0] if len(smk.log) else None)
     try:
         import torch
@@ -51,6 +52,9 @@ def run(stage: Callable[[object], None], smk) -> None:
     log.info("rule %s started", smk.rule)
     try:
         stage(smk)
+    except KeyboardInterrupt:  # Ctrl-C / SIGINT: one line, the shell's exit status for it
+        log.error("rule %s interrupted", smk.rule)
+        sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - user_error decides; a bug keeps its traceback
         err = user_error(exc, where=f"rule {smk.rule}")
         if err is None:
