@@ -200,3 +200,118 @@ def test_also_ctrl_c_in_a_rule_is_one_log_line_and_exit_130(tmp_path):
     code, errors, lines = _rule(tmp_path, stage, "train")
     assert code == 130 and len(errors) == 1 and errors[0].endswith("refsr: rule train interrupted")
     assert not any("Traceback" in ln for ln in lines)
+
+
+# ----------------------------------------------------------------------------- 7, 8, 10. import-weights
+
+
+@pytest.fixture
+def srntt_release(tmp_path):
+    """A synthetic released SRNTT folder (upscale.npz, srntt_init.npz, srntt.npz)."""
+    from test_official_import import draw, save_npz, transfer_vars, upscale_vars
+
+    root = tmp_path / "released"
+    root.mkdir()
+    rng = np.random.default_rng(5)
+    save_npz(root / "upscale.npz", upscale_vars(1, 8), draw(upscale_vars(1, 8), rng))
+    for name in ("srntt_init.npz", "srntt.npz"):
+        save_npz(root / name, transfer_vars(4, 8), draw(transfer_vars(4, 8), rng))
+    return root
+
+
+def _edit_npz(path: Path, edit) -> None:
+    arrays = edit(list(np.load(path, allow_pickle=True)["params"]))
+    arr = np.empty(len(arrays), dtype=object)
+    arr[:] = arrays
+    np.savez(path, params=arr)
+
+
+def _nothing_written(out: Path) -> None:
+    assert not out.exists() or not any(out.iterdir()), sorted(out.iterdir())
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.import-")]
+
+
+def test_case8_srntt_release_with_a_damaged_third_file_writes_nothing(srntt_release, tmp_path, capsys):
+    _edit_npz(srntt_release / "srntt.npz", lambda a: a[:-1])
+    out = tmp_path / "weights"
+    one_line_error(capsys, main(["import-weights", "srntt-official", str(srntt_release), "--out", str(out)]),
+                   "srntt.npz")
+    _nothing_written(out)
+    (out / "keep.txt").parent.mkdir()
+    (out / "keep.txt").write_text("mine")  # what was there stays
+    one_line_error(capsys, main(["import-weights", "srntt-official", str(srntt_release), "--out", str(out)]))
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_case8_ttsr_folder_with_one_bad_file_writes_nothing(tmp_path, capsys):
+    from refsr.models.ttsr import TTSR
+
+    src = tmp_path / "ttsr"
+    src.mkdir()
+    torch.manual_seed(0)
+    torch.save(TTSR(n_blocks=[1, 1, 1, 1], n_feats=8, res_scale=1.0).state_dict(), src / "TTSR-rec.pt")
+    (src / "TTSR.pt").write_bytes(b"\xff" * 4096)
+    out = tmp_path / "weights"
+    one_line_error(capsys, main(["import-weights", "ttsr-official", str(src), "--out", str(out)]), "TTSR.pt")
+    _nothing_written(out)
+    (src / "TTSR.pt").unlink()
+    assert main(["import-weights", "ttsr-official", str(src), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["ttsr_rec.pt"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".weights.import-")]
+
+
+def test_case7_import_weights_on_a_full_disk_is_one_line_and_writes_nothing(srntt_release, tmp_path, capsys,
+                                                                            monkeypatch):
+    import refsr.models.checkpoint as checkpoint_module
+
+    real_save, calls = torch.save, []
+
+    def full_disk(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) < 3:
+            return real_save(obj, path, *args, **kwargs)
+        Path(path).write_bytes(b"PK\x03\x04partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing "
+                           "file data/0: file write failed")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    out = tmp_path / "weights"
+    line = one_line_error(capsys, main(["import-weights", "srntt-official", str(srntt_release), "--out",
+                                        str(out)]), "srntt.pt: cannot write the checkpoint (PytorchStreamWriter "
+                                                    "failed writing file data/0: file write failed; ")
+    assert "MB free on its disk)" in line and "inline_container" not in line
+    _nothing_written(out)
+
+
+def test_case10_nan_in_released_weights_names_the_input_file_and_parameter(srntt_release, tmp_path, capsys):
+    def poison(arrays):
+        arrays[0] = arrays[0].copy()
+        arrays[0].flat[3] = np.nan
+        return arrays
+
+    _edit_npz(srntt_release / "upscale.npz", poison)
+    out = tmp_path / "weights"
+    line = one_line_error(capsys, main(["import-weights", "srntt-official", str(srntt_release), "--out",
+                                        str(out)]))
+    assert line.startswith(f"refsr: error: {srntt_release / 'upscale.npz'}: parameter ")
+    assert "1 non-finite value(s)" in line and "diverged" not in line and str(out) not in line
+    _nothing_written(out)
+
+
+# ----------------------------------------------------------------------------- 12. not a file
+
+
+def test_case12_checkpoint_folder_or_symlink_loop_is_not_not_found(tmp_path, capsys):
+    lr = save(tmp_path / "lr.png", photo(16, 16))
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(tmp_path / "loop2.pt")
+    (tmp_path / "loop2.pt").symlink_to(loop)
+    for ckpt, problem in ((folder, "is a directory, expected a checkpoint file"),
+                          (loop, "cannot open the checkpoint (Too many levels of symbolic links)"),
+                          (tmp_path / "absent.pt", "checkpoint not found")):
+        argv = ["sr", "--lr", str(lr), "--checkpoint", str(ckpt), "--out", str(tmp_path / "sr.png")]
+        assert one_line_error(capsys, main(argv)) == f"refsr: error: {ckpt}: {problem}"
+    argv = ["import-weights", "refsr", str(folder), "--out", str(tmp_path / "out")]
+    assert one_line_error(capsys, main(argv)) == f"refsr: error: {folder}: is a directory, expected a checkpoint file"

@@ -18,10 +18,12 @@ rewrites one as version 2.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import logging
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from refsr.core.atomic import atomic_path
-from refsr.core.errors import RefsrError
+from refsr.core.errors import RefsrError, os_reason
 from refsr.models import registry
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,9 @@ def save_checkpoint(
         raise ValueError(f"extra keys {clash} are reserved in a checkpoint")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     bad = nonfinite_weights(state)
+    if bad is not None and extra.get("imported_from"):  # released weights: no training diverged
+        raise RefsrError(extra["imported_from"], f"parameter {bad[0]} (of {name}) has {bad[1]} non-finite "
+                                                 f"value(s) (NaN or infinity) of {bad[2]}; not converted")
     if bad is not None:
         raise RefsrError(path, f"not saved: weight {bad[0]} has {bad[1]} non-finite value(s) "
                                f"(NaN or infinity) of {bad[2]}; the {name} model diverged")
@@ -148,7 +153,37 @@ def save_checkpoint(
     }
     ckpt[DIGEST_KEY] = content_digest(ckpt)
     with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+        try:
+            torch.save(ckpt, tmp)
+        except RuntimeError as err:  # torch's zip writer: "PytorchStreamWriter failed writing file ..."
+            if "PytorchStreamWriter" not in str(err) and "inline_container" not in str(err):
+                raise
+            free = _free_mb(tmp.parent)
+            raise RefsrError(path, f"cannot write the checkpoint ({str(err).split('. ', 1)[-1].strip()[:120]}"
+                                   f"{f'; {free:.0f} MB free on its disk' if free is not None else ''})") from None
+
+
+def _free_mb(folder: Path) -> float | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize / 2**20
+
+
+def check_file(path: Path, what: str) -> None:
+    """A one-line error unless ``path`` is a readable regular file: not found, a directory, a
+    symlink loop (or another reason of the system), not a regular file."""
+    try:
+        st = Path(path).stat()
+    except OSError as err:
+        if err.errno == errno.ENOENT:
+            raise RefsrError(path, f"{what} not found") from None
+        raise RefsrError(path, f"cannot open the {what} ({os_reason(err)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise RefsrError(path, f"is a directory, expected a {what} file")
+    if not stat.S_ISREG(st.st_mode):
+        raise RefsrError(path, f"is not a regular file, expected a {what} file")
 
 
 def _to_device(value: Any, device) -> Any:
@@ -165,8 +200,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Load and check a checkpoint dict (no model built): format, version, digest, finite
     weights; one-line errors naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise RefsrError(path, "checkpoint not found")
+    check_file(path, "checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/truncated files

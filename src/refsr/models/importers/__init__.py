@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from refsr.core.errors import RefsrError
+from refsr.core.errors import RefsrError, os_reason
 
 #: source name -> ``"module:function(src, out_dir) -> {model: path}"``.
 IMPORTERS: dict[str, str] = {
@@ -66,17 +68,37 @@ MODEL_CHOICES: dict[str, tuple[str, ...]] = {"ttsr-official": ("ttsr", "ttsr_rec
 def import_weights(source: str, src: str | os.PathLike, out_dir: str | os.PathLike,
                    model: str | None = None) -> dict[str, Path]:
     """Convert the released weights at ``src`` into refsr checkpoints in ``out_dir``; ``model``
-    names the model the file holds, for a source of :data:`MODEL_CHOICES` only."""
+    names the model the file holds, for a source of :data:`MODEL_CHOICES` only.
+
+    All or nothing: the checkpoints are written into a temporary folder beside ``out_dir`` and
+    moved in only once every conversion succeeded (a damaged file or a full disk leaves
+    ``out_dir`` as it was)."""
     src = Path(src)
     if not src.exists():
         raise RefsrError(src, "released weights not found")
     convert = importer(source)
-    if model is None:
-        return convert(src, Path(out_dir))
-    choices = MODEL_CHOICES.get(source)
-    if choices is None:
-        raise RefsrError("--model", f"{source} weights say which model they hold; --model applies only to "
-                                    f"{', '.join(MODEL_CHOICES)}")
-    if model not in choices:
-        raise RefsrError("--model", f"{source} weights hold {' or '.join(choices)}, not {model!r}")
-    return convert(src, Path(out_dir), model=model)
+    kwargs = {}
+    if model is not None:
+        choices = MODEL_CHOICES.get(source)
+        if choices is None:
+            raise RefsrError("--model", f"{source} weights say which model they hold; --model applies only to "
+                                        f"{', '.join(MODEL_CHOICES)}")
+        if model not in choices:
+            raise RefsrError("--model", f"{source} weights hold {' or '.join(choices)}, not {model!r}")
+        kwargs["model"] = model
+    out_dir = Path(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.import-", dir=out_dir.parent))
+    except OSError as err:
+        raise RefsrError(out_dir, f"cannot write ({os_reason(err)})") from None
+    try:
+        written = convert(src, staging, **kwargs)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        moved = {}
+        for name, path in written.items():
+            moved[name] = out_dir / Path(path).name
+            os.replace(path, moved[name])
+        return moved
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
