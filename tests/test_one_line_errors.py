@@ -315,3 +315,34 @@ def test_case12_checkpoint_folder_or_symlink_loop_is_not_not_found(tmp_path, cap
         assert one_line_error(capsys, main(argv)) == f"refsr: error: {ckpt}: {problem}"
     argv = ["import-weights", "refsr", str(folder), "--out", str(tmp_path / "out")]
     assert one_line_error(capsys, main(argv)) == f"refsr: error: {folder}: is a directory, expected a checkpoint file"
+
+
+# ----------------------------------------------------------------------------- 13, 14. sizes
+
+
+def test_case13_degrade_scale_that_leaves_no_usable_lr_is_refused(tmp_path, capsys):
+    hr, out = save(tmp_path / "photo.png", photo(120, 160)), tmp_path / "lr.png"
+    line = one_line_error(capsys, main(["degrade", str(hr), str(out), "--scale", "100"]))
+    assert line == (f"refsr: error: --scale: 100 makes the 160x120 image {hr} a 1x1 LR, under the smallest "
+                    f"usable LR (3x3); use --scale 40 at most")
+    assert not out.exists()
+    assert main(["degrade", str(hr), str(out), "--scale", "40"]) == 0
+    assert Image.open(out).size == (4, 3)
+
+
+def test_case14_bench_swap_at_the_smallest_size_runs(capsys):
+    assert main(["bench", "swap", "--hr-size", "12x12", "--repeats", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["content_positions"] == 9 and out["hr_size"] == "12x12"
+
+
+# ----------------------------------------------------------------------------- 11. --match-sisr
+
+
+def test_case11_match_sisr_with_a_reference_based_checkpoint_names_the_option_and_file(tmp_path, capsys):
+    lr, ref = save(tmp_path / "lr.png", photo(16, 16)), save(tmp_path / "ref.png", photo(64, 64))
+    ckpt = checkpoint(tmp_path / "srntt.pt")
+    argv = ["sr", "--lr", str(lr), "--ref", str(ref), "--checkpoint", str(ckpt), "--match-sisr", str(ckpt),
+            "--out", str(tmp_path / "sr.png")]
+    line = one_line_error(capsys, main(argv))
+    assert line == f"refsr: error: --match-sisr {ckpt}: must be a single-image model, got srntt"

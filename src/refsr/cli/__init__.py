@@ -29,11 +29,16 @@ from refsr.evaluation.protocol import PRESETS
 
 
 def _cmd_degrade(args) -> None:
-    from refsr.core.imageio import check_min_size, read_image, write_image
+    from refsr.core.imageio import MIN_SIDE, check_min_size, read_image, write_image
     from refsr.data.resize import degrade
 
     hr = read_image(args.hr)
     check_min_size(hr, args.hr, "HR image")
+    (h, w), lr_min = hr.shape[:2], MIN_SIDE // 4  # the smallest LR refsr sr takes
+    if min(h, w) // args.scale < lr_min:
+        raise RefsrError("--scale", f"{args.scale} makes the {w}x{h} image {args.hr} a {w // args.scale}x"
+                                    f"{h // args.scale} LR, under the smallest usable LR ({lr_min}x{lr_min}); "
+                                    f"use --scale {min(h, w) // lr_min} at most")
     _, lr = degrade(hr, args.scale, args.resize, where=args.hr)
     write_image(args.lr, lr)
 
@@ -88,7 +93,12 @@ def _cmd_sr(args) -> None:
     for path, ref in zip(args.ref or [], refs, strict=True):
         check_min_size(ref, path, "reference")
     # --match-sisr: reference.degrade sr_model (match SISR(LR) against SISR(Ref↓))
-    resolver = SuperResolver.from_config(sr_config(args), args.checkpoint, args.match_sisr, max_mb=args.max_mb)
+    try:
+        resolver = SuperResolver.from_config(sr_config(args), args.checkpoint, args.match_sisr, max_mb=args.max_mb)
+    except RefsrError as err:  # the config key of the pipeline is the option and its file here
+        if err.where != "reference.sisr_model":
+            raise
+        raise RefsrError(f"--match-sisr {args.match_sisr}", err.problem) from None
     names = list(args.ref or [])
     if args.stitch and refs:
         from refsr.inference.levels import stitch_references
