@@ -80,7 +80,7 @@ class SuperResolver:
             raise RefsrError("reference.sisr_model", f"must be a single-image model, got {matching_sisr.name}")
         self.matching_sisr = matching_sisr  # reference.degrade sr_model: match SISR(LR) to SISR(Ref↓)
         self.net = self.vgg = None
-        self.learned = False  # TTSR: textures from the network's own extractor and search
+        self.learned = self.end_to_end = False  # TTSR: own extractor and search; C2-Matching, MASA-SR: own test path
         if model == BICUBIC or checkpoint == BICUBIC:
             if checkpoint not in (None, BICUBIC):
                 raise RefsrError("checkpoint", f"model bicubic takes no checkpoint, got {checkpoint}")
@@ -95,9 +95,11 @@ class SuperResolver:
         self.recipe = str(ckpt.get("recipe", registry.get(self.name).recipe))
         spec = registry.get(self.name)
         self.learned = spec.uses_reference and spec.textures == "learned"
+        # C2-Matching, MASA-SR: the released test path end to end (its preprocessing and search)
+        self.end_to_end = spec.uses_reference and spec.textures == "released"
         if self.learned:
             self.net.max_mb, self.net.match_mode, self.net.approx = max_mb, match_mode, approx
-        elif spec.uses_reference:
+        elif spec.uses_reference and not self.end_to_end:  # SRNTT: refsr swaps VGG19 maps
             layers = ("relu1_1", "relu2_1", "relu3_1")
             if self.recipe == "official":  # its maps in the units of the VGG19 it was trained with
                 self.vgg = load_official_vgg19(layers, mat=vgg_mat, weights=vgg_weights, device=self.device)
@@ -129,7 +131,7 @@ class SuperResolver:
 
     @property
     def uses_reference(self) -> bool:
-        return self.vgg is not None or self.learned
+        return self.vgg is not None or self.learned or self.end_to_end
 
     @torch.no_grad()
     def __call__(self, lr: np.ndarray, refs: list[np.ndarray] | None = None,
@@ -148,6 +150,8 @@ class SuperResolver:
                                                        f"one relu3_1 patch ({MIN_SIDE}x{MIN_SIDE})")
         lr_up_img = upscale(lr, self.scale, self.resize)
         refs = [self._align(lr_up_img, r) for r in refs]
+        if self.end_to_end:  # whole image, float32: its search must see every position at once
+            return self.net.super_resolve(lr, refs, max_mb=self.max_mb)
         lr_up = to_tensor(lr_up_img if self.matching_sisr is None else self.matching_sisr(lr), self.device)
         if self.learned:  # TTSR: references cropped to a multiple of the scale, as released
             s = self.scale

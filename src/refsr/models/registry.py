@@ -35,8 +35,10 @@ INIT_MODES = ("full", "content_extractor")
 #: Loss terms a model can train with (see :mod:`refsr.training.losses`).
 LOSS_TERMS = ("reconstruction", "perceptual", "texture", "transferal", "adversarial")
 #: Where a reference-based model's textures come from: VGG19 maps swapped by refsr's matching
-#: before the network runs (SRNTT), or the network's own learned extractor and search (TTSR).
-TEXTURES = ("swapped", "learned")
+#: before the network runs (SRNTT), the network's own learned extractor and search (TTSR), or a
+#: released network run end to end by its released test path (its own preprocessing, search and
+#: transfer: C2-Matching, MASA-SR), through the network's ``super_resolve(lr, refs, max_mb)``.
+TEXTURES = ("swapped", "learned", "released")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class ModelSpec:
       :class:`refsr.training.trainer.Trainer` for the interface a training method provides).
     * ``loss_section``: the config section holding its loss weights (``loss``, or its own).
     * ``textures``: for a reference-based model, :data:`TEXTURES`.
+    * ``released_only``: its weights come only from the authors' release (``pretrained`` with
+      its importer); the pipeline does not train it (no trainer here yet).
     """
 
     name: str
@@ -68,6 +72,7 @@ class ModelSpec:
     recipe: str = "refsr"
     loss_section: str = "loss"
     textures: str = "swapped"
+    released_only: bool = False
 
     def __post_init__(self) -> None:
         assert self.textures in TEXTURES, self.textures
@@ -77,8 +82,14 @@ class ModelSpec:
         assert set(self.losses) <= set(LOSS_TERMS), self.losses
 
     @property
-    def trainable(self) -> bool:
+    def has_weights(self) -> bool:
+        """It has a network (everything but interpolation)."""
         return self.architecture is not None
+
+    @property
+    def trainable(self) -> bool:
+        """The pipeline can train it (a network that is not released-weights-only)."""
+        return self.has_weights and not self.released_only
 
     @property
     def uses_reference(self) -> bool:
@@ -97,6 +108,10 @@ _OFFICIAL_TRAINER = "refsr.training.official:OfficialTrainer"
 _TTSR = dict(architecture="refsr.models.ttsr:TTSR", arch_section="ttsr.arch",
              arch_keys=("n_blocks", "n_feats", "res_scale"), trainer="refsr.training.ttsr:TTSRTrainer",
              recipe="official", loss_section="ttsr.loss", textures="learned")
+
+#: C2-Matching as released: imported, never trained here (sizes from the released files).
+_C2 = dict(architecture="refsr.models.c2matching:C2Matching", arch_keys=("ngf", "n_blocks", "groups"),
+           recipe="official", textures="released", released_only=True)
 
 #: Every (model, recipe), in the order tables and figures list the models; a model's first
 #: entry is its default recipe.
@@ -132,6 +147,11 @@ _ENTRIES: tuple[ModelSpec, ...] = (
         ModelSpec("ttsr_rec", REFERENCE_BASED, "TTSR-rec", losses=("reconstruction",), **_TTSR),
         ModelSpec("ttsr", REFERENCE_BASED, "TTSR",
                   losses=("reconstruction", "perceptual", "transferal", "adversarial"), **_TTSR),
+        # C2-Matching (yumingj/C2-Matching) from its released weights only, run by its released test
+        # path (refsr.models.c2matching): c2matching_rec = the MSE-trained restoration network.
+        ModelSpec("c2matching_rec", REFERENCE_BASED, "C2-Matching-rec", losses=("reconstruction",), **_C2),
+        ModelSpec("c2matching", REFERENCE_BASED, "C2-Matching",
+                  losses=("reconstruction", "perceptual", "adversarial"), **_C2),
 )
 
 #: model name -> recipe -> spec.
@@ -254,8 +274,13 @@ def check_config(config: Mapping) -> None:
     if sisr is not None and get(sisr, where="config key reference.sisr_model").kind != SINGLE_IMAGE:
         raise RefsrError("config key reference.sisr_model", f"{sisr} is not a single-image model")
     for name in config.get("pretrained", {}):
-        if not get(name, where=f"config key pretrained.{name}").trainable:
+        if not get(name, where=f"config key pretrained.{name}").has_weights:
             raise RefsrError(f"config key pretrained.{name}", "has no weights to import")
+    for i, name in enumerate(config.get("models", [])):
+        if get(name).released_only and name not in config.get("pretrained", {}):
+            raise RefsrError(f"config key models.{i}", f"{name} runs from its authors' released weights only "
+                                                      f"(refsr does not train it): add pretrained.{name} with "
+                                                      "its importer's source and the released files' path")
     for name in config.get("train", {}).get("gpus", {}):
         if not get(name, where=f"config key train.gpus.{name}").trainable:
             raise RefsrError(f"config key train.gpus.{name}", "has nothing to train")

@@ -169,13 +169,13 @@ class Plan:
     def infer_inputs(self, dataset: str, model: str) -> dict[str, str]:
         inputs = {"manifest": f"results/data/{dataset}/manifest.csv", "lr": self.lr_dir(dataset),
                   "tiers": f"results/tiers/{dataset}.csv"}
-        if registry.get(model).trainable:
+        if registry.get(model).has_weights:
             inputs["checkpoint"] = self.checkpoint(model)
         return {**inputs, **self.sisr_input(model, self.config["reference"]["degrade"])}
 
     def infer_gpu(self, model: str) -> int:
         """Inference takes a GPU (when the config says cuda) for models with a network."""
-        return self.use_gpu if registry.get(model).trainable else 0
+        return self.use_gpu if registry.get(model).has_weights else 0
 
     def correspondence_inputs(self, dataset: str, train: str | None = None) -> dict[str, str]:
         """The training data, and the SISR checkpoint when official.training_maps is sisr."""
@@ -205,7 +205,7 @@ class Plan:
         matches in the SR domain."""
         v = self.variants[name]
         s = variants.settings(self.config, v)
-        if not registry.get(v["model"]).trainable:
+        if not registry.get(v["model"]).has_weights:
             return {}
         return {"checkpoint": self.checkpoint(v["model"], s["train"]),
                 **self.sisr_input(v["model"], s["degrade"], s["train"])}

@@ -1,0 +1,73 @@
+"""Methods run from their authors' released weights only (C2-Matching; registry ``released_only``,
+``textures: released``): the config asks for their weights, the DAG imports instead of training,
+and ``refsr import-weights`` + ``refsr sr`` reproduce the released test path's PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refsr.core.config import validate
+from refsr.core.errors import RefsrError
+from refsr.models import registry
+from refsr.pipeline.plan import Plan
+
+C2 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "c2matching-released"
+RELEASED = [n for n in registry.names() if registry.get(n).released_only]
+
+
+def test_released_only_models_are_reference_based_and_never_trained():
+    assert {"c2matching", "c2matching_rec"} <= set(RELEASED)
+    for name in RELEASED:
+        spec = registry.get(name)
+        assert spec.has_weights and not spec.trainable and spec.uses_reference and spec.textures == "released"
+        assert name not in registry.trainable()
+
+
+@pytest.mark.parametrize("name", ["c2matching", "c2matching_rec"])
+def test_a_released_only_model_without_weights_is_one_line(name):
+    with pytest.raises(RefsrError, match=rf"models.1: {name} runs from its authors' released weights only"):
+        registry.check_config(validate({"models": ["bicubic", name]}))
+
+
+def test_the_dag_imports_a_released_model_and_evaluates_it_at_every_level(tmp_path):
+    cfg = validate({"models": ["bicubic", "c2matching"],
+                    "pretrained": {"c2matching": {"source": "c2matching-official", "path": str(tmp_path)}}})
+    registry.check_config(cfg)
+    plan = Plan(cfg)
+    assert plan.train_models == []  # nothing to train: its weights are imported
+    inputs = plan.infer_inputs("embedded", "c2matching")
+    assert inputs["checkpoint"] == "results/imported/c2matching/checkpoint.pt"
+    assert "results/sr/embedded/c2matching" in plan.model_targets()
+
+
+@pytest.fixture(scope="module")
+def c2_checkpoint(tmp_path_factory):
+    if not C2.is_dir():
+        pytest.skip(f"no released C2-Matching fixture at {C2}")
+    import os
+
+    from refsr.models.importers import import_weights
+
+    os.environ["REFSR_VGG19_WEIGHTS_BACKUP"] = os.environ.get("REFSR_VGG19_WEIGHTS", "")
+    os.environ["REFSR_VGG19_WEIGHTS"] = str(C2 / "vgg19_features.pth")  # the fixture's seeded VGG19
+    try:
+        written = import_weights("c2matching-official", C2, tmp_path_factory.mktemp("c2"))
+    finally:
+        os.environ["REFSR_VGG19_WEIGHTS"] = os.environ.pop("REFSR_VGG19_WEIGHTS_BACKUP")
+    return written["c2matching"]
+
+
+def test_refsr_sr_reproduces_the_released_c2matching_png(c2_checkpoint, tmp_path):
+    """The registry's checkpoint through the CLI (SuperResolver, textures released) writes the
+    released test path's image for the LR it made: 0 values differ."""
+    from refsr.cli import main
+    from refsr.core.imageio import read_image
+
+    out = tmp_path / "sr.png"
+    assert main(["sr", "--lr", str(C2 / "lr.png"), "--ref", str(C2 / "ref.png"),
+                 "--checkpoint", str(c2_checkpoint), "--model", "c2matching", "--out", str(out)]) == 0
+    got, want = read_image(out), read_image(C2 / "sr_released_test.png")
+    assert got.shape == want.shape and int(np.count_nonzero(got != want)) == 0
