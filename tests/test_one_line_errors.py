@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from refsr.cli import main
+from refsr.core.errors import RefsrError
 
 RNG = np.random.default_rng(2028)
 
@@ -346,3 +347,107 @@ def test_case11_match_sisr_with_a_reference_based_checkpoint_names_the_option_an
             "--out", str(tmp_path / "sr.png")]
     line = one_line_error(capsys, main(argv))
     assert line == f"refsr: error: --match-sisr {ckpt}: must be a single-image model, got srntt"
+
+
+# ----------------------------------------------------------------------------- 17, 18. DAG build
+
+
+def test_case17_pretrained_source_that_cannot_hold_the_model_is_refused_at_validation():
+    from refsr.core.config import validate
+    from refsr.models import importers
+
+    cfg = validate({"recipe": "official", "pretrained": {"srntt": {"source": "ttsr-official", "path": "TTSR.pt"}}})
+    with pytest.raises(RefsrError) as exc:
+        importers.check_config(cfg)
+    assert str(exc.value) == ("config key pretrained.srntt.source: ttsr-official weights hold ttsr, ttsr_rec, "
+                              "not srntt; give srntt weights of its own (source refsr, or train it here)")
+    for source, model in (("srntt-official", "srntt_l2"), ("ttsr-official", "ttsr"), ("refsr", "srntt")):
+        importers.check_config(validate({"recipe": "official", "models": ["bicubic", model],
+                                         "pretrained": {model: {"source": source, "path": "x"}}}))
+
+
+def _folder_config(tmp_path, **extra):
+    from refsr.core.config import validate
+
+    for sub in ("hr", "refs"):
+        (tmp_path / sub).mkdir(exist_ok=True)
+    mine = {"kind": "folder", "hr_dir": str(tmp_path / "hr"), "refs_dir": str(tmp_path / "refs"), **extra}
+    return validate({"datasets": {"mine": mine}, "train_dataset": "mine", "eval_datasets": ["mine"],
+                     "models": ["bicubic", "srresnet"]})
+
+
+def test_case18_train_dataset_without_training_pairs_is_refused_at_validation(tmp_path):
+    from refsr.data.checks import check_datasets
+
+    with pytest.raises(RefsrError) as exc:
+        check_datasets(_folder_config(tmp_path))
+    assert str(exc.value) == ("datasets.mine.train_dir: required: this config trains srresnet on train_dataset "
+                              "mine, which has no training pairs without train_dir (a folder of input/ and ref/)")
+    (tmp_path / "train").mkdir()
+    check_datasets(_folder_config(tmp_path, train_dir=str(tmp_path / "train")))
+    cfg = _folder_config(tmp_path)
+    check_datasets({**cfg, "models": ["bicubic"]})  # nothing trained here: no pairs needed
+    check_datasets({**cfg, "pretrained": {"srresnet": {"source": "refsr", "path": "x.pt"}}})
+
+
+# ----------------------------------------------------------------------------- 16. level defaults
+
+
+def test_case16_level_defaults_follow_the_evaluated_levels():
+    from refsr.core.config import validate
+
+    ev = validate({"evaluation": {"levels": ["L1", "LR", "HR"]}})["evaluation"]
+    assert ev["main_level"] == "L1" and ev["grid_levels"] == ["L1"]
+    ev = validate({"evaluation": {"levels": ["LR", "HR"]}})["evaluation"]
+    assert ev["main_level"] == "LR" and ev["grid_levels"] == ["LR", "HR"]
+    ev = validate({"evaluation": {"levels": ["L5", "L3", "ALL"]}})["evaluation"]
+    assert ev["grid_levels"] == ["L3", "L5"] and ev["main_level"] == "L5"
+    ev = validate({})["evaluation"]  # the schema's defaults are unchanged
+    assert ev["main_level"] == "L1" and ev["grid_levels"] == ["L1", "L3", "L5"]
+    with pytest.raises(RefsrError) as exc:  # set by the user: still an error
+        validate({"evaluation": {"levels": ["L1", "LR", "HR"], "grid_levels": ["L3"]}})
+    assert str(exc.value) == "config key evaluation.grid_levels: 'L3' is not one of evaluation.levels (L1, LR, HR)"
+    with pytest.raises(RefsrError, match="evaluation.main_level"):
+        validate({"evaluation": {"levels": ["LR", "HR"], "main_level": "L1"}})
+
+
+# ----------------------------------------------------------------------------- 15. dataset names
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def _dry_run(tmp_path: Path, edit) -> subprocess.CompletedProcess:
+    import shutil
+
+    import yaml
+
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    cfg = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    edit(cfg)
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(cfg))
+    return subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d",
+                           str(tmp_path), "--configfile", str(tmp_path / "mine.yaml")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+
+def test_case15_dataset_named_with_regex_characters_plans_jobs(tmp_path):
+    def rename(cfg):
+        cfg["datasets"] = {"a+b": cfg["datasets"]["embedded"]}
+        cfg["train_dataset"], cfg["eval_datasets"] = "a+b", ["a+b"]
+        cfg["evaluation"] = {"levels": ["L1", "LR", "HR"]}  # case 16: grid_levels follows them
+
+    proc = _dry_run(tmp_path, rename)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "build_dataset" in proc.stdout and "a+b" in proc.stdout
+
+
+@pytest.mark.parametrize("name, bad", [("a/b", "holds '/'"), (".hidden", "starts with '.'"), ("", "is empty"),
+                                       (" ", "is empty")])
+def test_case15_dataset_name_that_is_no_folder_name_is_refused_at_validation(name, bad):
+    from refsr.core.config import validate
+
+    with pytest.raises(RefsrError) as exc:
+        validate({"datasets": {name: {"kind": "embedded"}}, "train_dataset": name, "eval_datasets": [name]})
+    assert str(exc.value).endswith(f": a dataset name is a folder name; {name!r} {bad}")

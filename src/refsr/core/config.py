@@ -111,9 +111,16 @@ def check_schema(config: Mapping[str, Any], schema_path: str | os.PathLike = SCH
 
 
 def check_references(config: Mapping[str, Any]) -> None:
-    """Cross-key checks the schema cannot express: dataset names must exist, the main and grid
-    levels must be evaluated."""
+    """Cross-key checks the schema cannot express: dataset names must be usable as folder names
+    (not empty, no '/', no leading '.') and exist, the main and grid levels must be evaluated."""
     names = set(config.get("datasets", {}))
+    for name in sorted(names, key=str):
+        bad = ("is empty" if not str(name).strip() else
+               "holds '/'" if "/" in str(name) or "\\" in str(name) else
+               "starts with '.'" if str(name).startswith(".") else
+               "holds a control character" if any(ord(c) < 32 for c in str(name)) else None)
+        if bad is not None:  # it names folders (data/<name>/, results/sr/<model>/<name>/)
+            raise RefsrError(f"config key datasets.{name}", f"a dataset name is a folder name; {name!r} {bad}")
     wanted = [("train_dataset", config.get("train_dataset"))]
     wanted += [("eval_datasets", n) for n in config.get("eval_datasets", [])]
     for key, name in wanted:
@@ -138,8 +145,24 @@ def validate(config: Mapping[str, Any], schema_path: str | os.PathLike = SCHEMA_
     check_schema(config, schema_path)
     out = copy.deepcopy(dict(config))
     _filling_validator()(schema(schema_path)).validate(out)
+    _follow_levels(out, config.get("evaluation") or {})
     check_references(out)
     return out
+
+
+def _follow_levels(config: dict, given: Mapping[str, Any]) -> None:
+    """Defaults that depend on ``evaluation.levels`` follow it: an unset ``main_level`` is the
+    default (L1) when evaluated, else the first evaluated level; an unset ``grid_levels`` is the
+    default's evaluated levels, else the first three evaluated ones. A level the user set and
+    does not evaluate stays an error (:func:`check_references`)."""
+    ev = config.get("evaluation")
+    if not isinstance(ev, dict) or not ev.get("levels"):
+        return
+    levels = list(ev["levels"])
+    if "main_level" not in given and ev.get("main_level") not in levels:
+        ev["main_level"] = levels[0]
+    if "grid_levels" not in given and not set(ev.get("grid_levels") or []) <= set(levels):
+        ev["grid_levels"] = [lv for lv in ev.get("grid_levels") or [] if lv in levels] or levels[:3]
 
 
 def load(path: str | os.PathLike | None) -> dict:

@@ -206,7 +206,35 @@ def check_dataset(name: str, cfg: Mapping[str, Any]) -> None:
 
 def check_datasets(config: Mapping[str, Any]) -> None:
     """:func:`check_dataset` on every dataset a validated config uses (``train_dataset`` and
-    ``eval_datasets``; others defined but unused are not looked at)."""
+    ``eval_datasets``; others defined but unused are not looked at), then
+    :func:`check_training_data`."""
     used = dict.fromkeys([config["train_dataset"], *config["eval_datasets"]])
     for name in used:
         check_dataset(name, config["datasets"][name])
+    check_training_data(config)
+
+
+#: Dataset kinds that can hold training pairs, and the key that gives them (``None``: always).
+TRAIN_PAIRS_KEY = {"embedded": None, "folder": "train_dir", "cufed5": "train_dir"}
+
+
+def check_training_data(config: Mapping[str, Any]) -> None:
+    """When the config trains a model here (:func:`refsr.models.registry.to_train`), its
+    ``train_dataset`` must hold training pairs: a one-line error at DAG build, not in the job."""
+    from refsr.models import registry
+
+    trained = registry.to_train(config)
+    if not trained:
+        return
+    name = config["train_dataset"]
+    cfg = config["datasets"][name]
+    kind = cfg.get("kind")
+    why = f"this config trains {', '.join(trained)} on train_dataset {name}"
+    if kind not in TRAIN_PAIRS_KEY:
+        raise RefsrError("config key train_dataset", f"{why}, a {kind} test set without training pairs; name a "
+                                                     f"dataset with them (embedded, or folder/cufed5 with "
+                                                     f"train_dir), or import the weights (pretrained)")
+    key = TRAIN_PAIRS_KEY[kind]
+    if key is not None and not _given(cfg, key):
+        raise RefsrError(cfg_key(name, key), f"required: {why}, which has no training pairs without "
+                                             f"{key} (a folder of input/ and ref/)")

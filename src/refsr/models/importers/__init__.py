@@ -32,6 +32,12 @@ SOURCE_RECIPE: dict[str, str] = {"srntt-official": "official", "ttsr-official": 
                                  "c2matching-official": "official"}
 
 
+#: The models a source's weights can hold (a source not listed, such as ``refsr``: any model).
+SOURCE_MODELS: dict[str, tuple[str, ...]] = {"srntt-official": ("srresnet", "srntt_l2", "srntt"),
+                                             "ttsr-official": ("ttsr", "ttsr_rec"),
+                                             "c2matching-official": ("c2matching", "c2matching_rec")}
+
+
 def check_source(source: str, where: str = "source") -> None:
     """A one-line error naming ``where`` unless ``source`` is a known importer (no import)."""
     if source not in IMPORTERS:
@@ -40,12 +46,17 @@ def check_source(source: str, where: str = "source") -> None:
 
 def check_config(config) -> None:
     """Every ``pretrained.<model>.source`` of a validated config names a known importer whose
-    weights are of the recipe the config runs that model in."""
+    weights can hold that model (:data:`SOURCE_MODELS`) and are of the recipe the config runs
+    that model in."""
     from refsr.models import registry
 
     for name, spec in config.get("pretrained", {}).items():
         where = f"config key pretrained.{name}.source"
         check_source(spec["source"], where=where)
+        holds = SOURCE_MODELS.get(spec["source"])
+        if holds is not None and name not in holds:
+            raise RefsrError(where, f"{spec['source']} weights hold {', '.join(holds)}, not {name}; "
+                                    f"give {name} weights of its own (source refsr, or train it here)")
         wanted = SOURCE_RECIPE.get(spec["source"])
         if wanted is not None and registry.recipe_of(name, config) != wanted:
             raise RefsrError(where, f"{spec['source']} gives {name} weights of recipe {wanted}, but the config "
