@@ -451,3 +451,27 @@ def test_case15_dataset_name_that_is_no_folder_name_is_refused_at_validation(nam
     with pytest.raises(RefsrError) as exc:
         validate({"datasets": {name: {"kind": "embedded"}}, "train_dataset": name, "eval_datasets": [name]})
     assert str(exc.value).endswith(f": a dataset name is a folder name; {name!r} {bad}")
+
+
+# ----------------------------------------------------------------------------- 19 and Also
+
+
+def test_case19_reference_subfolders_are_warned_about_and_staging_is_removed(tmp_path, caplog):
+    import logging
+
+    from refsr.data import build_to
+
+    hr_dir, refs = tmp_path / "hr", tmp_path / "refs"
+    (refs / "photo" / "more").mkdir(parents=True)
+    hr_dir.mkdir()
+    save(hr_dir / "photo.png", photo(64, 64, 1))
+    save(refs / "photo" / "near.png", photo(64, 64, 2))
+    save(refs / "photo" / "more" / "far.png", photo(64, 64, 3))
+    root = tmp_path / "results" / "data" / "mine"
+    with caplog.at_level(logging.WARNING):
+        ds = build_to("mine", {"kind": "folder", "hr_dir": str(hr_dir), "refs_dir": str(refs)}, root)
+    assert [list(g.refs) for g in ds.groups] == [["near"]]
+    warned = [r.getMessage() for r in caplog.records if "sub-folder(s) ignored" in r.getMessage()]
+    assert warned == [f"{refs / 'photo'}: 1 sub-folder(s) ignored (only the images directly in it are "
+                      f"references): more"]
+    assert sorted(p.name for p in root.parent.iterdir()) == ["mine"]  # no empty .mine.staging/

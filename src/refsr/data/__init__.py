@@ -70,4 +70,5 @@ def build_to(name: str, cfg: dict, root: Path, scale: int = 4) -> Dataset:
             shutil.rmtree(root / "images")
         os.replace(stage / "images", root / "images")
         os.replace(stage / "manifest.csv", root / "manifest.csv")
+    shutil.rmtree(root.parent / f".{root.name}.staging", ignore_errors=True)  # emptied: not left behind
     return read_manifest(root / "manifest.csv", name)

@@ -87,6 +87,10 @@ def refs_from_dir(refs_dir: Path, hrs: list[Path], problems: Problems) -> dict[s
         if sub.is_dir():
             for ref in list_images(sub):
                 _add_ref(refs, ref, hr, problems)
+            nested = sorted(p.name for p in sub.iterdir() if p.is_dir() and not p.name.startswith("."))
+            if nested:  # references are the images directly in refs/<stem>/
+                log.warning("%s: %d sub-folder(s) ignored (only the images directly in it are references): %s",
+                            sub, len(nested), ", ".join(nested[:10]))
         if not refs:
             problems.other(hr, f"no reference: expected a folder {refs_dir.name}/{sub.name}/ "
                                "with at least one image")
