@@ -316,7 +316,7 @@ def test_super_resolve_is_the_released_path_when_no_padding_is_needed():
     hr = hr[8:72]  # 64 x 96
     lr = np.asarray(Image.fromarray(hr).resize((24, 16), Image.Resampling.BICUBIC))
     net = _net(keep=False)
-    assert np.array_equal(super_resolve(net, lr, refs), released_test_path(net, hr, refs))
+    assert np.array_equal(net.super_resolve(lr, refs), released_test_path(net, hr, refs))
 
 
 def test_references_padded_as_released():

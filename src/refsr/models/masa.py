@@ -250,7 +250,10 @@ class MASA(nn.Module):
                         conv.weight.zero_()
                         conv.bias.zero_()
 
-    # -- forward
+    def super_resolve(self, lr: np.ndarray, refs: Sequence[np.ndarray], max_mb: float | None = None) -> np.ndarray:
+        """:func:`super_resolve` (the pipeline's entry, ``SuperResolver`` with ``textures: released``:
+        uint8 RGB LR and references → uint8 RGB ×4)."""
+        return super_resolve(self, lr, refs, max_mb=max_mb)
 
     def forward(self, lr: Tensor, ref: Tensor, ref_down: Tensor, *, max_mb: float | None = None,
                 coarse_index: Tensor | None = None, fine_index: Tensor | None = None) -> Tensor:

@@ -24,6 +24,7 @@ IMPORTERS: dict[str, str] = {
     "srntt-official": "refsr.models.importers.srntt_official:import_released",
     "ttsr-official": "refsr.models.importers.ttsr_official:import_released",
     "c2matching-official": "refsr.models.importers.c2matching_official:import_released",
+    "masa-official": "refsr.models.importers.masa_official:import_released",
 }
 
 
