@@ -15,18 +15,19 @@ from refsr.models import registry
 from refsr.pipeline.plan import Plan
 
 C2 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "c2matching-released"
+MASA = C2.parent / "masa-released"
 RELEASED = [n for n in registry.names() if registry.get(n).released_only]
 
 
 def test_released_only_models_are_reference_based_and_never_trained():
-    assert {"c2matching", "c2matching_rec"} <= set(RELEASED)
+    assert {"c2matching", "c2matching_rec", "masa", "masa_rec"} <= set(RELEASED)
     for name in RELEASED:
         spec = registry.get(name)
         assert spec.has_weights and not spec.trainable and spec.uses_reference and spec.textures == "released"
         assert name not in registry.trainable()
 
 
-@pytest.mark.parametrize("name", ["c2matching", "c2matching_rec"])
+@pytest.mark.parametrize("name", ["c2matching", "c2matching_rec", "masa", "masa_rec"])
 def test_a_released_only_model_without_weights_is_one_line(name):
     with pytest.raises(RefsrError, match=rf"models.1: {name} runs from its authors' released weights only"):
         registry.check_config(validate({"models": ["bicubic", name]}))
@@ -71,3 +72,25 @@ def test_refsr_sr_reproduces_the_released_c2matching_png(c2_checkpoint, tmp_path
                  "--checkpoint", str(c2_checkpoint), "--model", "c2matching", "--out", str(out)]) == 0
     got, want = read_image(out), read_image(C2 / "sr_released_test.png")
     assert got.shape == want.shape and int(np.count_nonzero(got != want)) == 0
+
+
+def test_refsr_sr_runs_imported_masa_as_its_released_test_path(tmp_path):
+    """MASA-SR imported from the fixture's file: the pipeline's resolver gives exactly what the
+    network's own super_resolve (tested against the released code in test_masa.py) gives."""
+    if not MASA.is_dir():
+        pytest.skip(f"no released MASA-SR fixture at {MASA}")
+    from refsr.core.imageio import read_image
+    from refsr.inference.resolver import SuperResolver
+    from refsr.models.checkpoint import load_checkpoint
+    from refsr.models.importers import import_weights
+    from refsr.models.masa import super_resolve
+
+    ckpt = import_weights("masa-official", MASA / "MASA.pth", tmp_path, model="masa")["masa"]
+    hr, ref = read_image(MASA / "hr.png"), read_image(MASA / "ref1.png")
+    lr = hr[::4, ::4][:17, :23].copy()  # an odd size: the network pads as released and crops
+    net, _ = load_checkpoint(ckpt)
+    got = SuperResolver(str(ckpt), model="masa", tile=0)(lr, [ref])
+    assert got.shape == (68, 92, 3)
+    assert np.array_equal(got, super_resolve(net, lr, [ref]))
+    with pytest.raises(RefsrError, match="x4 network"):
+        SuperResolver(str(ckpt), model="masa", scale=2)

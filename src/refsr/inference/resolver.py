@@ -97,6 +97,8 @@ class SuperResolver:
         self.learned = spec.uses_reference and spec.textures == "learned"
         # C2-Matching, MASA-SR: the released test path end to end (its preprocessing and search)
         self.end_to_end = spec.uses_reference and spec.textures == "released"
+        if self.end_to_end and scale != 4:  # the released networks are x4
+            raise RefsrError("scale", f"{self.name} is a x4 network (released weights), got scale {scale}")
         if self.learned:
             self.net.max_mb, self.net.match_mode, self.net.approx = max_mb, match_mode, approx
         elif spec.uses_reference and not self.end_to_end:  # SRNTT: refsr swaps VGG19 maps

@@ -112,6 +112,9 @@ _TTSR = dict(architecture="refsr.models.ttsr:TTSR", arch_section="ttsr.arch",
 #: C2-Matching as released: imported, never trained here (sizes from the released files).
 _C2 = dict(architecture="refsr.models.c2matching:C2Matching", arch_keys=("ngf", "n_blocks", "groups"),
            recipe="official", textures="released", released_only=True)
+#: MASA-SR as released: imported, never trained here (its sizes are fixed).
+_MASA = dict(architecture="refsr.models.masa:MASA", arch_keys=(), recipe="official", textures="released",
+             released_only=True)
 
 #: Every (model, recipe), in the order tables and figures list the models; a model's first
 #: entry is its default recipe.
@@ -152,6 +155,11 @@ _ENTRIES: tuple[ModelSpec, ...] = (
         ModelSpec("c2matching_rec", REFERENCE_BASED, "C2-Matching-rec", losses=("reconstruction",), **_C2),
         ModelSpec("c2matching", REFERENCE_BASED, "C2-Matching",
                   losses=("reconstruction", "perceptual", "adversarial"), **_C2),
+        # MASA-SR (dvlab-research/MASA-SR) from its released weights only, run by its released test
+        # path (refsr.models.masa): masa_rec = the reconstruction-only network.
+        ModelSpec("masa_rec", REFERENCE_BASED, "MASA-SR-rec", losses=("reconstruction",), **_MASA),
+        ModelSpec("masa", REFERENCE_BASED, "MASA-SR", losses=("reconstruction", "perceptual", "adversarial"),
+                  **_MASA),
 )
 
 #: model name -> recipe -> spec.

@@ -30,13 +30,14 @@ IMPORTERS: dict[str, str] = {
 
 #: Sources whose weights are of one recipe (``refsr`` keeps the checkpoint's own).
 SOURCE_RECIPE: dict[str, str] = {"srntt-official": "official", "ttsr-official": "official",
-                                 "c2matching-official": "official"}
+                                 "c2matching-official": "official", "masa-official": "official"}
 
 
 #: The models a source's weights can hold (a source not listed, such as ``refsr``: any model).
 SOURCE_MODELS: dict[str, tuple[str, ...]] = {"srntt-official": ("srresnet", "srntt_l2", "srntt"),
                                              "ttsr-official": ("ttsr", "ttsr_rec"),
-                                             "c2matching-official": ("c2matching", "c2matching_rec")}
+                                             "c2matching-official": ("c2matching", "c2matching_rec"),
+                                             "masa-official": ("masa", "masa_rec")}
 
 
 def check_source(source: str, where: str = "source") -> None:
@@ -74,7 +75,8 @@ def importer(source: str, where: str = "source") -> Callable[[Path, Path], dict[
 #: Sources whose files do not say which model they hold by themselves: ``model=`` of
 #: :func:`import_weights` (``refsr import-weights --model``) may name it, one of these.
 MODEL_CHOICES: dict[str, tuple[str, ...]] = {"ttsr-official": ("ttsr", "ttsr_rec"),
-                                             "c2matching-official": ("c2matching", "c2matching_rec")}
+                                             "c2matching-official": ("c2matching", "c2matching_rec"),
+                                             "masa-official": ("masa", "masa_rec")}
 
 
 def import_weights(source: str, src: str | os.PathLike, out_dir: str | os.PathLike,
