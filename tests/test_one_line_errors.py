@@ -377,17 +377,17 @@ def _folder_config(tmp_path, **extra):
 
 
 def test_case18_train_dataset_without_training_pairs_is_refused_at_validation(tmp_path):
-    from refsr.data.checks import check_datasets
+    from refsr.models.registry import check_config
 
     with pytest.raises(RefsrError) as exc:
-        check_datasets(_folder_config(tmp_path))
+        check_config(_folder_config(tmp_path))
     assert str(exc.value) == ("datasets.mine.train_dir: required: this config trains srresnet on train_dataset "
                               "mine, which has no training pairs without train_dir (a folder of input/ and ref/)")
     (tmp_path / "train").mkdir()
-    check_datasets(_folder_config(tmp_path, train_dir=str(tmp_path / "train")))
+    check_config(_folder_config(tmp_path, train_dir=str(tmp_path / "train")))
     cfg = _folder_config(tmp_path)
-    check_datasets({**cfg, "models": ["bicubic"]})  # nothing trained here: no pairs needed
-    check_datasets({**cfg, "pretrained": {"srresnet": {"source": "refsr", "path": "x.pt"}}})
+    check_config({**cfg, "models": ["bicubic"]})  # nothing trained here: no pairs needed
+    check_config({**cfg, "pretrained": {"srresnet": {"source": "refsr", "path": "x.pt"}}})
 
 
 # ----------------------------------------------------------------------------- 16. level defaults

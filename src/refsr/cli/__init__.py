@@ -239,7 +239,7 @@ def build_parser() -> Parser:
     c.add_argument("sr", help="SR image")
     c.add_argument("hr", help="ground-truth HR image")
     c.add_argument("--protocol", choices=list(PRESETS), default="refsr",
-                   help="evaluation protocol preset (README, Evaluation protocols); the options "
+                   help="evaluation protocol preset (docs: Evaluation); the options "
                         "below override its fields")
     c.add_argument("--crop", type=nonneg_int, default=None,
                    help="border pixels cropped before PSNR/SSIM (default: the preset's)")
@@ -292,8 +292,9 @@ def build_parser() -> Parser:
     i.add_argument("source", choices=sorted(IMPORTERS), help="the format of the released weights")
     i.add_argument("src", help="the released file or folder")
     i.add_argument("--out", required=True, type=output_dir, help="folder for the refsr checkpoints")
-    i.add_argument("--model", default=None, help="the model a ttsr-official file holds (ttsr|ttsr_rec), "
-                                                 "for a file not named TTSR.pt or TTSR-rec.pt")
+    i.add_argument("--model", default=None,
+                   help="the model a released file holds when its name does not say: ttsr|ttsr_rec "
+                        "(ttsr-official: not TTSR.pt or TTSR-rec.pt), c2matching|c2matching_rec, masa|masa_rec")
     i.set_defaults(func=_cmd_import_weights)
     return p
 

@@ -11,7 +11,7 @@ image library, so the check adds nothing measurable to the DAG build.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,24 +206,20 @@ def check_dataset(name: str, cfg: Mapping[str, Any]) -> None:
 
 def check_datasets(config: Mapping[str, Any]) -> None:
     """:func:`check_dataset` on every dataset a validated config uses (``train_dataset`` and
-    ``eval_datasets``; others defined but unused are not looked at), then
-    :func:`check_training_data`."""
+    ``eval_datasets``; others defined but unused are not looked at)."""
     used = dict.fromkeys([config["train_dataset"], *config["eval_datasets"]])
     for name in used:
         check_dataset(name, config["datasets"][name])
-    check_training_data(config)
 
 
 #: Dataset kinds that can hold training pairs, and the key that gives them (``None``: always).
 TRAIN_PAIRS_KEY = {"embedded": None, "folder": "train_dir", "cufed5": "train_dir"}
 
 
-def check_training_data(config: Mapping[str, Any]) -> None:
-    """When the config trains a model here (:func:`refsr.models.registry.to_train`), its
-    ``train_dataset`` must hold training pairs: a one-line error at DAG build, not in the job."""
-    from refsr.models import registry
-
-    trained = registry.to_train(config)
+def check_training_data(config: Mapping[str, Any], trained: Sequence[str]) -> None:
+    """When the config trains models here (``trained``: :func:`refsr.models.registry.to_train`,
+    which calls this from :func:`~refsr.models.registry.check_config`), its ``train_dataset``
+    must hold training pairs: a one-line error at DAG build, not in the job."""
     if not trained:
         return
     name = config["train_dataset"]

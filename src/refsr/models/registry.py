@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from refsr.core.config import lookup
 from refsr.core.errors import RefsrError
+from refsr.data.checks import check_training_data
 
 #: What a model is, as the tables and inference need to know.
 INTERPOLATION, SINGLE_IMAGE, REFERENCE_BASED = "interpolation", "single-image", "reference-based"
@@ -294,3 +295,5 @@ def check_config(config: Mapping) -> None:
             raise RefsrError(f"config key train.gpus.{name}", "has nothing to train")
     if "models" in config and "recipe" in config:
         correspondence_recipe(config)
+    if "train_dataset" in config and "datasets" in config:
+        check_training_data(config, to_train(config))
