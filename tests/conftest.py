@@ -1,8 +1,14 @@
-"""Shared fixtures: offline VGG19 weights, the repository root, tiny images."""
+"""Shared fixtures: offline VGG19 weights, the repository root, tiny images, the workflow (one
+smoke run for the whole session, the jobs a dry run plans, each rule as Snakemake sees it)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +163,162 @@ def make_photo_folder(root, counts, side=96):
         for i in keep:
             Image.fromarray(cands[i][1]).save(refs_dir / name / f"{cands[i][0]}.png")
     return chosen
+
+
+# ----------------------------------------------------------------------------- the workflow
+# Tests drive the workflow the way a user does (the `snakemake` executable next to this
+# Python, in a working directory holding the project's configs) and ask Snakemake itself what
+# a dry run would do (planned_jobs) instead of reading its printed plan.
+
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SMOKE = "configs/smoke.yaml"
+
+#: The rules that ask for a GPU (a `gpu` resource): with `device: cuda` they run in the GPU
+#: environment (tests/test_envs.py) and profiles/slurm must size them (tests/test_profiles.py).
+#: tests/test_envs.py checks that this is exactly the workflow's set.
+GPU_RULES = frozenset({"train", "train_variant", "infer", "evaluate", "ablation_variant"})
+
+
+def snakemake(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``snakemake -s workflow/Snakefile -d wd *args``, run in ``wd``; fails the test with
+    Snakemake's output when it fails and ``check``."""
+    proc = subprocess.run([SNAKEMAKE, "-s", str(SNAKEFILE), "-d", str(wd), *map(str, args)],
+                          cwd=wd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(map(str, args))} failed:\n"
+                             f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def project_workdir(path: Path) -> Path:
+    """``path`` as a user's checkout would be: the project's config.yaml and configs/, and the
+    (empty) dataset folders they name (the DAG build checks that those exist)."""
+    import yaml
+
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "config.yaml", path / "config.yaml")
+    shutil.copytree(ROOT / "configs", path / "configs")
+    for cfg in [path / "config.yaml", *(path / "configs").glob("*.yaml")]:
+        for ds in (yaml.safe_load(cfg.read_text()) or {}).get("datasets", {}).values():
+            for key in ("test_dir", "train_dir", "hr_dir", "refs_dir"):
+                if ds.get(key):
+                    (path / ds[key]).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job of a dry run's plan: its wildcards, input and output files (relative to the
+    working directory, as Snakemake names them)."""
+
+    wildcards: dict
+    input: tuple
+    output: tuple
+
+
+# A dry run through Snakemake's API (snakemake.api: workflow -> dag -> execute_workflow with
+# the dryrun pseudo-executor, the code path of `snakemake -n`), then the DAG's jobs that need
+# to run. In a subprocess: the API changes the working directory and sets up Snakemake's
+# logging. `WorkflowApi._workflow` (the DAG behind the API) is not public API, as in
+# tests/test_envs.py: if a Snakemake upgrade moves it, this probe is what needs updating.
+# `needrun_jobs(exclude_finished=False)`: the dry run marks the jobs it "ran" as finished.
+_PLAN_PROBE = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.enums import Quietness
+from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+snakefile, workdir, args = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+with SnakemakeApi(OutputSettings(dryrun=True, quiet={Quietness.ALL})) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=snakefile,
+                      config_settings=ConfigSettings(configfiles=[Path(p) for p in args["configfiles"]]),
+                      workdir=workdir)
+    wf.dag(DAGSettings(targets=frozenset(args["targets"]))).execute_workflow(
+        executor="local", pseudo_executor="dryrun")
+    jobs = [{"rule": j.rule.name, "wildcards": dict(j.wildcards_dict),
+             "input": [str(f) for f in j.input], "output": [str(f) for f in j.output]}
+            for j in wf._workflow.dag.needrun_jobs(exclude_finished=False)]
+print("PLANNED=" + json.dumps(jobs))
+"""
+
+
+def planned_jobs(workdir: Path, configfiles=(), targets=()) -> dict[str, list[Job]]:
+    """The jobs, by rule, that ``snakemake -n [targets] --configfile configfiles`` in
+    ``workdir`` would run ({} when there is nothing to be done); each rule's jobs sorted by
+    their wildcards. Fails the test, with Snakemake's messages, when the DAG cannot be built."""
+    args = {"configfiles": [str(Path(workdir, c)) for c in configfiles], "targets": list(targets)}
+    proc = subprocess.run([sys.executable, "-c", _PLAN_PROBE, str(SNAKEFILE), str(workdir),
+                           json.dumps(args)], capture_output=True, text=True, cwd=workdir)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("PLANNED=")), None)
+    assert proc.returncode == 0 and line, proc.stdout[-6000:] + proc.stderr[-6000:]
+    jobs: dict[str, list[Job]] = {}
+    for job in json.loads(line[len("PLANNED="):]):
+        jobs.setdefault(job["rule"], []).append(
+            Job(job["wildcards"], tuple(job["input"]), tuple(job["output"])))
+    return {rule: sorted(js, key=lambda j: sorted(j.wildcards.items())) for rule, js in sorted(jobs.items())}
+
+
+def wildcards(jobs: list[Job], name: str) -> list[str]:
+    """The values of wildcard ``name`` in ``jobs``, sorted."""
+    return sorted(j.wildcards[name] for j in jobs)
+
+
+# Each rule as Snakemake resolves it, without building a DAG (subprocess, like _PLAN_PROBE).
+_RULES_PROBE = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+snakefile, workdir, args = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+with SnakemakeApi(OutputSettings()) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=snakefile,
+                      config_settings=ConfigSettings(configfiles=[Path(p) for p in args["configfiles"]],
+                                                     config=args["config"]),
+                      workdir=workdir)._workflow
+    print("RULES=" + json.dumps({r.name: {"conda": r.conda_env, "script": r.script,
+                                          "basedir": str(r.basedir),
+                                          "resources": sorted(k for k in r.resources if not k.startswith("_"))}
+                                 for r in wf.rules}))
+    import os
+    print("CHECKOUT=" + json.dumps(os.environ.get("REFSR_CHECKOUT")))  # what the Snakefile exports
+"""
+
+
+def workflow_rules(workdir: Path, configfiles=(SMOKE,), config: dict | None = None,
+                   checkout: bool = False):
+    """{rule: {conda, script, basedir, resources (the names it declares)}} of the workflow
+    with ``configfiles`` (relative to the project root) and ``config`` overrides; with
+    ``checkout``, also the REFSR_CHECKOUT the Snakefile exports (for the conda post-deploy)."""
+    args = {"configfiles": [str(ROOT / c) for c in configfiles], "config": config or {}}
+    proc = subprocess.run([sys.executable, "-c", _RULES_PROBE, str(SNAKEFILE), str(workdir),
+                           json.dumps(args)], capture_output=True, text=True, cwd=workdir)
+    lines = {x.split("=", 1)[0]: x.split("=", 1)[1] for x in proc.stdout.splitlines()
+             if x.startswith(("RULES=", "CHECKOUT="))}
+    assert "RULES" in lines, proc.stdout + proc.stderr
+    rules = json.loads(lines["RULES"])
+    return (rules, json.loads(lines["CHECKOUT"])) if checkout else rules
+
+
+# ----------------------------------------------------------------------------- the smoke run
+# The smoke pipeline (configs/smoke.yaml: every rule of `snakemake` on tiny data and networks)
+# is trained once per test session. Tests that only read its results or ask what a dry run
+# would do use it as it is (smoke_run); tests that run more jobs on top of it work on their
+# own copy (copy_of_run): Snakemake sees the copy as finished (the copy keeps the files'
+# times and the .snakemake metadata; tests/test_workflow.py checks it).
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, vgg_weights) -> Path:
+    """Working directory of the smoke pipeline run to the end (`snakemake --cores 2` on
+    configs/smoke.yaml). Read-only: copy it (copy_of_run) to run more jobs."""
+    wd = project_workdir(tmp_path_factory.mktemp("smoke_run"))
+    snakemake(wd, "--cores", "2", "--configfile", SMOKE)
+    return wd
+
+
+def copy_of_run(run: Path, dst: Path) -> Path:
+    """A copy of the finished run ``run`` at ``dst`` (results, configs and .snakemake
+    metadata, files' times kept), which Snakemake sees as finished too."""
+    shutil.copytree(run, dst, symlinks=True)
+    return dst

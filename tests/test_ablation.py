@@ -143,87 +143,81 @@ def test_match_study_is_deterministic_and_alignment_helps_at_30_degrees(vgg, tmp
 
 
 def test_ablations_target_dry_run_and_bad_variant(tmp_path):
-    from test_workflow import ROOT, snakemake, workdir
+    from conftest import planned_jobs, project_workdir, snakemake, wildcards
 
-    wd = workdir(tmp_path)
-    base = ["-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd)]
-    out = snakemake(*base, "ablations").stdout
-    for rule in ("ablation_variant", "match_study", "rule ablation:", "degrade_variant",
-                 "lr_test_realistic_train_bicubic", "lr_test_bicubic_train_realistic"):
-        assert rule in out
-    assert "srntt_align_homography" in out and "srntt_l2_align_homography" in out
-    jobs = {}
-    for block in out.split("\nrule ")[1:]:
-        wc = block.split("wildcards:")[1].split("\n")[0].strip() if "wildcards:" in block else ""
-        jobs[(block.split(":")[0], wc)] = block.split("output:")[0]
+    wd = project_workdir(tmp_path)
+    jobs = planned_jobs(wd, [], ["ablations"])
+    assert {"ablation_variant", "match_study", "ablation", "degrade_variant"} <= set(jobs), jobs
+    assert sorted((j.wildcards["test"], j.wildcards["train"]) for j in jobs["degrade_variant"]) == [
+        ("bicubic", "realistic"), ("realistic", "bicubic")]
+    variant = {j.wildcards["variant"]: j.input for j in jobs["ablation_variant"]}
+    assert {"srntt_align_homography", "srntt_l2_align_homography"} <= set(variant)
     # training on realistic LR: the chain srresnet -> srntt_l2 -> srntt again, on the realistic
     # training split, with its own correspondence cache; the main run's models are not retrained
     chain = "results/ablation/train_realistic"
-    train = {wc: job for (rule, wc), job in jobs.items() if rule == "train_variant"}
-    assert sorted(train) == [f"train=realistic, model={m}" for m in ("srntt", "srntt_l2", "srresnet")]
-    assert f"{chain}/models/srntt_l2/checkpoint.pt" in train["train=realistic, model=srntt"]
-    assert f"{chain}/correspondence/embedded" in train["train=realistic, model=srntt"]
-    assert "results/data/embedded/lr_test_bicubic_train_realistic" in train["train=realistic, model=srresnet"]
-    corr = jobs[("correspondence_variant", "train=realistic, dataset=embedded")]
-    assert "lr_test_bicubic_train_realistic" in corr
-    main_train = [job for (rule, _), job in jobs.items() if rule == "train"]
-    assert len(main_train) == 3 and not any("realistic" in job for job in main_train)
-    variant = {wc.split("variant=")[1]: job for (rule, wc), job in jobs.items() if rule == "ablation_variant"}
+    assert {j.wildcards["train"] for j in jobs["train_variant"]} == {"realistic"}
+    train = {j.wildcards["model"]: j.input for j in jobs["train_variant"]}
+    assert sorted(train) == ["srntt", "srntt_l2", "srresnet"]
+    assert f"{chain}/models/srntt_l2/checkpoint.pt" in train["srntt"]
+    assert f"{chain}/correspondence/embedded" in train["srntt"]
+    assert "results/data/embedded/lr_test_bicubic_train_realistic" in train["srresnet"]
+    corr = {(j.wildcards["train"], j.wildcards["dataset"]): j.input for j in jobs["correspondence_variant"]}
+    assert "results/data/embedded/lr_test_bicubic_train_realistic" in corr[("realistic", "embedded")]
+    assert wildcards(jobs["train"], "model") == ["srntt", "srntt_l2", "srresnet"]
+    assert not any("realistic" in f for j in jobs["train"] for f in j.input + j.output)
     assert f"{chain}/models/srntt/checkpoint.pt" in variant["srntt_train_realistic"]
-    assert "results/data/embedded/lr," in variant["srntt_train_realistic"]  # the main run's test LR
-    assert "lr_test_realistic_train_bicubic" in variant["srntt_train_realistic_test_realistic"]
+    assert "results/data/embedded/lr" in variant["srntt_train_realistic"]  # the main run's test LR
+    assert "results/data/embedded/lr_test_realistic_train_bicubic" in variant["srntt_train_realistic_test_realistic"]
     assert f"{chain}/models/srresnet/checkpoint.pt" in variant["srresnet_train_realistic_test_realistic"]
     assert "results/models/srntt/checkpoint.pt" in variant["srntt_test_realistic"]
     # the SR-domain variant waits for the SISR model it matches with
-    job = next(b for b in out.split("\nrule ")[1:] if "variant=srntt_degrade_sr_model" in b)
-    assert "results/models/srresnet/checkpoint.pt" in job.split("output:")[0], job
+    assert "results/models/srresnet/checkpoint.pt" in variant["srntt_degrade_sr_model"]
     # A variant of a model that is not run (or takes no reference) is refused, naming the key;
     # the main run's DAG does not depend on the ablations.
     (wd / "few.yaml").write_text("models: [bicubic, srresnet]\n")
-    proc = snakemake(*base, "--configfile", str(wd / "few.yaml"), "ablations", check=False)
-    assert proc.returncode != 0 and "ablations" in proc.stdout + proc.stderr
-    assert snakemake(*base, "--configfile", str(wd / "few.yaml")).returncode == 0
+    proc = snakemake(wd, "ablations", "-n", "--cores", "1", "--configfile", "few.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "ablations: variant 'srntt_align_homography'" in out, out[-3000:]
+    assert "'srntt' is not in models" in out, out[-3000:]
+    assert wildcards(planned_jobs(wd, ["few.yaml"])["infer"], "model") == ["bicubic", "srresnet"]
 
 
 def test_main_run_degrade_sr_model_infers_after_the_sisr_model(tmp_path):
     """reference.degrade: sr_model in the main run: every reference-based model's inference
     takes the SISR checkpoint (reference.sisr_model) as an input; the SISR models' do not."""
-    from test_workflow import ROOT, snakemake, workdir
+    from conftest import planned_jobs, project_workdir
 
-    wd = workdir(tmp_path)
+    wd = project_workdir(tmp_path)
     (wd / "sr.yaml").write_text("reference: {degrade: sr_model, sisr_model: srresnet}\n")
-    out = snakemake("-n", "-p", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-                    "--configfile", str(wd / "sr.yaml")).stdout
-    jobs = {}
-    for block in out.split("rule infer:")[1:]:
-        model = block.split("model=")[1].split()[0].rstrip(",")
-        jobs[model] = block.split("output:")[0]
+    jobs = {j.wildcards["model"]: j.input for j in planned_jobs(wd, ["sr.yaml"])["infer"]}
     assert "results/models/srresnet/checkpoint.pt" in jobs["srntt"]
     assert "results/models/srresnet/checkpoint.pt" in jobs["ttsr"]
     assert "results/models/srresnet/checkpoint.pt" not in jobs["srgan"]
 
 
 @pytest.mark.slow
-def test_trained_on_realistic_lr_variant_end_to_end(tmp_path, vgg_weights):
-    """`snakemake ablations` on the smoke config with a variant trained on realistic LR: its
-    chain is trained on the realistic training split (its own LR folder and correspondences),
-    its SR differs from the bicubic-trained model's on the same realistic test LR, and the table
-    compares it with that variant (its baseline)."""
+def test_trained_on_realistic_lr_variant_end_to_end(smoke_run, tmp_path):
+    """`snakemake ablations` on (a copy of) the finished smoke run with a variant trained on
+    realistic LR: only the variant's chain is trained, on the realistic training split (its own
+    LR folder and correspondences), its SR differs from the bicubic-trained model's on the same
+    realistic test LR, and the table compares it with that variant (its baseline)."""
     import torch
     import yaml
-    from test_workflow import ROOT, snakemake, workdir
+    from conftest import SMOKE, copy_of_run, planned_jobs, snakemake, wildcards
 
     from refsr.core.imageio import read_image
 
-    wd = workdir(tmp_path)
+    wd = copy_of_run(smoke_run, tmp_path / "run")
     (wd / "abl.yaml").write_text(yaml.safe_dump({"ablations": [
         {"name": "srntt_test_realistic", "model": "srntt", "test_degradation": "realistic"},
         {"name": "srntt_train_realistic_test_realistic", "model": "srntt", "train_degradation": "realistic",
          "test_degradation": "realistic", "baseline": "srntt_test_realistic"}],
         "match_study": {"angles": [0]}}))
-    args = ["-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd), "--configfile",
-            str(wd / "configs/smoke.yaml"), str(wd / "abl.yaml")]
-    snakemake("--cores", "2", "ablations", *args)
+    configs = [SMOKE, "abl.yaml"]
+    jobs = planned_jobs(wd, configs, ["ablations"])
+    assert "train" not in jobs and "infer" not in jobs, jobs  # the main run's models are reused
+    assert wildcards(jobs["train_variant"], "model") == ["srntt", "srntt_l2", "srresnet"]
+    snakemake(wd, "ablations", "--cores", "2", "--configfile", *configs)
     res = wd / "results"
     lr_main, lr_train = res / "data/embedded/lr", res / "data/embedded/lr_test_bicubic_train_realistic"
     record = json.loads((lr_train / "degradation.json").read_text())
@@ -248,5 +242,4 @@ def test_trained_on_realistic_lr_variant_end_to_end(tmp_path, vgg_weights):
     assert row["psnr_base"] == pytest.approx(other["psnr"])
     assert row["d_psnr"] == pytest.approx(row["psnr"] - other["psnr"])
     assert "training LR (degradation.train" in row["change"]
-    proc = snakemake("-n", "--cores", "2", "ablations", *args)
-    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert planned_jobs(wd, configs, ["ablations"]) == {}

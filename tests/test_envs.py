@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
-import json
 import os
 import re
 import shutil
@@ -21,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import GPU_RULES, workflow_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
-GPU_RULES = {"train", "train_variant", "infer", "evaluate", "ablation_variant"}
 # Modules that are not the environment's business: the script preamble imports snakemake
 # from Snakemake's own installation.
 PROVIDED = {"snakemake", "__future__"}
@@ -32,43 +31,17 @@ PROVIDED = {"snakemake", "__future__"}
 KNOWN = {"cv2": "opencv-python-headless", "PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml",
          "sklearn": "scikit-learn"}
 
-# Each rule's conda env, script and folder, as Snakemake itself resolves them (in a subprocess:
-# the API sets up Snakemake's logging). `_workflow` is not public API: if a Snakemake upgrade
-# moves it, this probe is what needs updating.
-PROBE = """
-import json, sys
-from pathlib import Path
-from snakemake.api import SnakemakeApi
-from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-root, workdir, overrides = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
-with SnakemakeApi(OutputSettings()) as api:
-    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=root / "workflow/Snakefile",
-                      config_settings=ConfigSettings(configfiles=[root / "configs/smoke.yaml"],
-                                                     config=overrides),
-                      workdir=workdir)._workflow
-    print("RULES=" + json.dumps({r.name: {"conda": r.conda_env, "script": r.script,
-                                          "basedir": str(r.basedir)} for r in wf.rules}))
-    import os
-    print("CHECKOUT=" + json.dumps(os.environ.get("REFSR_CHECKOUT")))
-"""
-
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory):
-    """``rules(device)``: {rule: {conda, script, basedir}} of the smoke config on that device."""
+    """``rules(device)``: {rule: {conda, script, basedir, resources}} of the smoke config on
+    that device, as Snakemake resolves them (conftest.workflow_rules)."""
     found: dict[str, dict] = {}
 
     def get(device: str) -> dict:
         if device not in found:
-            workdir = tmp_path_factory.mktemp(f"probe-{device}")
-            proc = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), str(workdir),
-                                   json.dumps({"device": device})], capture_output=True, text=True,
-                                  cwd=workdir)
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("RULES=")), None)
-            assert line, proc.stdout + proc.stderr
-            found[device] = json.loads(line[len("RULES="):])
-            checkout = next(x for x in proc.stdout.splitlines() if x.startswith("CHECKOUT="))
-            exported[device] = json.loads(checkout[len("CHECKOUT="):])
+            found[device], exported[device] = workflow_rules(
+                tmp_path_factory.mktemp(f"probe-{device}"), config={"device": device}, checkout=True)
         return found[device]
 
     exported: dict[str, str | None] = {}
@@ -171,6 +144,13 @@ def test_cpu_and_gpu_envs_pin_the_same_packages():
     cpu = (ROOT / "envs/refsr.yaml").read_text()
     gpu = (ROOT / "envs/refsr-gpu.yaml").read_text()
     assert "whl/cpu" in cpu and "whl/cpu" not in gpu  # CUDA build of torch only for the GPU rules
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_gpu_rules_are_the_rules_that_ask_for_a_gpu(device, rules):
+    """conftest.GPU_RULES, which this file and tests/test_profiles.py use, is the workflow's
+    set: the rules with a `gpu` resource (with either device)."""
+    assert {name for name, rule in rules(device).items() if "gpu" in rule["resources"]} == GPU_RULES
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import arch
+from conftest import arch, planned_jobs, wildcards
 
 from refsr.cli import main
 from refsr.core.config import validate
@@ -21,7 +19,6 @@ from refsr.models.checkpoint import arch_config, build_model, load_checkpoint, s
 from refsr.stages.import_weights import import_one
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
 def _checkpoint(path: Path, model: str) -> Path:
@@ -61,20 +58,23 @@ def test_config_checks_names_and_sources():
     assert registry.with_ancestors(["srntt"]) == ["srresnet", "srntt_l2", "srntt"]
 
 
-def test_dag_imports_instead_of_training(tmp_path):
-    _checkpoint(tmp_path / "released.pt", "srntt")
+def _plan(tmp_path, **overrides) -> dict:
+    """The jobs a dry run plans in ``tmp_path`` with the smoke config and ``overrides``."""
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
     cfg = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
-    cfg["models"] = ["bicubic", "srntt"]
-    cfg["pretrained"] = {"srntt": {"source": "refsr", "path": str(tmp_path / "released.pt")}}
-    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"),
-                           "-d", str(tmp_path), "--configfile", str(tmp_path / "pre.yaml")],
-                          capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert "rule import_weights:" in out and "rule train:" not in out and "rule correspondence:" not in out
-    assert "results/imported/srntt/checkpoint.pt" in out
+    cfg.update(overrides)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return planned_jobs(tmp_path, ["c.yaml"])
+
+
+def test_dag_imports_instead_of_training(tmp_path):
+    _checkpoint(tmp_path / "released.pt", "srntt")
+    given = {"srntt": {"source": "refsr", "path": str(tmp_path / "released.pt")}}
+    jobs = _plan(tmp_path, models=["bicubic", "srntt"], pretrained=given)
+    assert "train" not in jobs and "correspondence" not in jobs, jobs
+    assert [j.output for j in jobs["import_weights"]] == [("results/imported/srntt/checkpoint.pt",)]
+    infer = {j.wildcards["model"]: j.input for j in jobs["infer"]}
+    assert "results/imported/srntt/checkpoint.pt" in infer["srntt"]
 
 
 def test_released_srntt_weights_need_the_official_recipe():
@@ -91,36 +91,24 @@ def test_import_stage_refuses_a_checkpoint_of_another_recipe(tmp_path):
     assert not (tmp_path / "imported" / "checkpoint.pt").exists()
 
 
-def _dry_run(tmp_path, **overrides):
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
-    cfg = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
-    cfg.update(overrides)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"),
-                           "-d", str(tmp_path), "--configfile", str(tmp_path / "c.yaml")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout + proc.stderr
-
-
 def test_dag_evaluates_the_released_weights(tmp_path):
     released = tmp_path / "SRNTT"
     released.mkdir()
     given = {m: {"source": "srntt-official", "path": str(released)} for m in ("srresnet", "srntt_l2", "srntt")}
-    out = _dry_run(tmp_path, recipe="official", models=["bicubic", "srresnet", "srntt_l2", "srntt"],
-                   pretrained=given)
-    assert out.count("rule import_weights:") == 3 and "rule train:" not in out and "rule correspondence:" not in out
+    jobs = _plan(tmp_path, recipe="official", models=["bicubic", "srresnet", "srntt_l2", "srntt"],
+                 pretrained=given)
+    assert wildcards(jobs["import_weights"], "model") == ["srntt", "srntt_l2", "srresnet"]
+    assert "train" not in jobs and "correspondence" not in jobs, jobs
 
 
 def test_dag_sisr_training_maps_wait_for_the_sisr_model(tmp_path):
-    out = _dry_run(tmp_path, recipe="official", official={"training_maps": "sisr"})
-    corr = out[out.index("rule correspondence:"):]
-    assert "results/models/srresnet/checkpoint.pt" in corr[:corr.index("output:")]
+    jobs = _plan(tmp_path, recipe="official", official={"training_maps": "sisr"})
+    assert "results/models/srresnet/checkpoint.pt" in jobs["correspondence"][0].input
 
 
 def test_dag_evaluates_released_ttsr_weights_without_training(tmp_path):
     (tmp_path / "TTSR.pt").write_bytes(b"")  # the DAG only needs the path to exist
     given = {"ttsr": {"source": "ttsr-official", "path": str(tmp_path / "TTSR.pt")}}
-    out = _dry_run(tmp_path, models=["bicubic", "ttsr"], pretrained=given)
-    assert out.count("rule import_weights:") == 1 and "rule train:" not in out and "rule correspondence:" not in out
-    assert "results/imported/ttsr/checkpoint.pt" in out
+    jobs = _plan(tmp_path, models=["bicubic", "ttsr"], pretrained=given)
+    assert "train" not in jobs and "correspondence" not in jobs, jobs
+    assert [j.output for j in jobs["import_weights"]] == [("results/imported/ttsr/checkpoint.pt",)]

@@ -13,11 +13,13 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from conftest import GPU_RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "profiles/slurm/profile.yaml"
 LOCAL = ROOT / "profiles/local/profile.yaml"
-GPU_RULES = {"train", "infer", "evaluate"}
+#: GPU rules whose GPUs per job come from the config (train.gpus), not from the profile.
+TRAINING_RULES = {"train", "train_variant"}
 
 
 def workflow_rules() -> set[str]:
@@ -25,6 +27,7 @@ def workflow_rules() -> set[str]:
     for smk in (ROOT / "workflow/rules").glob("*.smk"):
         text = smk.read_text()
         names |= set(re.findall(r"^rule (\w+):", text, re.M))
+        names |= set(re.findall(r"^use rule \w+ as (\w+)", text, re.M))
     return names
 
 
@@ -44,14 +47,22 @@ def test_snakemake_finds_and_parses_the_profile(name):
 def test_set_resources_name_existing_rules():
     profile = yaml.safe_load(SLURM.read_text())
     assert set(profile["set-resources"]) <= workflow_rules()
-    assert GPU_RULES <= set(profile["set-resources"])
+
+
+def test_every_gpu_rule_is_sized_in_the_slurm_profile():
+    """Each rule that asks for a GPU (conftest.GPU_RULES) gets its GPU type, CPUs per GPU,
+    runtime and memory from profiles/slurm; without an entry it would be submitted with the
+    default 60-minute runtime and no GPU type."""
+    profile = yaml.safe_load(SLURM.read_text())
+    missing = sorted(GPU_RULES - set(profile["set-resources"]))
+    assert not missing, f"profiles/slurm/profile.yaml set-resources lacks the GPU rules {missing}"
 
 
 def test_gpu_rules_request_gpus_through_resources_not_gres():
     profile = yaml.safe_load(SLURM.read_text())
     for rule, res in profile["set-resources"].items():
         assert "slurm_extra" not in res and "gres" not in res, rule
-        if rule == "train":  # GPUs per model come from the config (train.gpus), not the profile
+        if rule in TRAINING_RULES:  # GPUs per model come from the config (train.gpus), not the profile
             assert "gpu" not in res and res["gpu_model"] and res["cpus_per_gpu"] >= 1, rule
             assert res["runtime"] > 0 and res["mem_mb"] > 0, rule
         elif rule in GPU_RULES:

@@ -2,44 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
+from conftest import SMOKE, planned_jobs, wildcards
 
 from refsr.core.config import defaults
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 pytestmark = pytest.mark.slow
-
-
-def snakemake(wd: Path, *args: str) -> str:
-    proc = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd), *args],
-                          cwd=wd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
-
-
-def planned(wd: Path, configfile: Path) -> dict[str, int]:
-    """Jobs per rule that ``snakemake -n`` plans with ``configfile`` ({} = nothing to do)."""
-    out = snakemake(wd, "-n", "--cores", "1", "--configfile", str(configfile))
-    if "Nothing to be done" in out:
-        return {}
-    counts, table = {}, False
-    for line in out.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            table = True
-            continue
-        if table and len(parts) == 2 and parts[1].isdigit():
-            if parts[0] == "total":
-                break
-            counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def sorted_dump(cfg: dict) -> str:
@@ -47,63 +16,57 @@ def sorted_dump(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=True, default_flow_style=True, width=60)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, vgg_weights):
-    """The smoke pipeline, run to the end once."""
-    wd = tmp_path_factory.mktemp("finished")
-    shutil.copy(ROOT / "config.yaml", wd / "config.yaml")
-    shutil.copytree(ROOT / "configs", wd / "configs")
-    snakemake(wd, "--cores", "2", "--configfile", str(wd / "configs/smoke.yaml"))
-    return wd, yaml.safe_load((wd / "configs/smoke.yaml").read_text())
+@pytest.fixture
+def smoke_cfg(smoke_run) -> dict:
+    return yaml.safe_load((smoke_run / SMOKE).read_text())
 
 
-def test_reordered_and_reformatted_config_does_nothing(finished):
-    wd, cfg = finished
-    path = wd / "sorted.yaml"
+def plan(smoke_run, tmp_path, cfg: dict) -> dict[str, int]:
+    """Jobs per rule that a dry run on the finished smoke run plans with ``cfg`` (written as
+    a key-sorting YAML tool would) instead of configs/smoke.yaml ({} = nothing to do)."""
+    path = tmp_path / "changed.yaml"
     path.write_text(sorted_dump(cfg))
-    assert path.read_text() != (wd / "configs/smoke.yaml").read_text()
-    assert planned(wd, path) == {}
+    return {rule: len(jobs) for rule, jobs in planned_jobs(smoke_run, [path]).items()}
 
 
-def test_added_eval_dataset_trains_nothing(finished):
-    wd, cfg = finished
-    cfg = dict(cfg, datasets={**cfg["datasets"],
-                              "second": {**cfg["datasets"]["embedded"], "test_photos": ["coffee"]}},
+def test_reordered_and_reformatted_config_does_nothing(smoke_run, smoke_cfg, tmp_path):
+    assert sorted_dump(smoke_cfg) != (smoke_run / SMOKE).read_text()
+    assert plan(smoke_run, tmp_path, smoke_cfg) == {}
+
+
+def test_added_eval_dataset_trains_nothing(smoke_run, smoke_cfg, tmp_path):
+    cfg = dict(smoke_cfg, datasets={**smoke_cfg["datasets"],
+                                    "second": {**smoke_cfg["datasets"]["embedded"], "test_photos": ["coffee"]}},
                eval_datasets=["embedded", "second"])
-    path = wd / "second.yaml"
-    path.write_text(sorted_dump(cfg))
-    jobs = planned(wd, path)
+    jobs = plan(smoke_run, tmp_path, cfg)
     assert jobs and "train" not in jobs and "correspondence" not in jobs, jobs
     n = len(defaults("models"))  # every model of the smoke config (the schema default list)
     assert jobs["infer"] == n and jobs["evaluate"] == n and jobs["build_dataset"] == 1, jobs
 
 
-def test_evaluation_and_logging_options_train_nothing(finished):
-    wd, cfg = finished
-    cfg = dict(cfg, evaluation={**cfg.get("evaluation", {}), "grid_crop": 32, "crop": 0},
-               train={**cfg["train"], "log_every": 7, "checkpoint_every": 5},
+def test_evaluation_and_logging_options_train_nothing(smoke_run, smoke_cfg, tmp_path):
+    cfg = dict(smoke_cfg, evaluation={**smoke_cfg.get("evaluation", {}), "grid_crop": 32, "crop": 0},
+               train={**smoke_cfg["train"], "log_every": 7, "checkpoint_every": 5},
                matching={"max_mb": 128})
-    path = wd / "eval.yaml"
-    path.write_text(sorted_dump(cfg))
-    jobs = planned(wd, path)
+    jobs = plan(smoke_run, tmp_path, cfg)
     assert "train" not in jobs and "correspondence" not in jobs and "infer" not in jobs, jobs
     assert jobs.get("evaluate") == len(defaults("models")), jobs
 
 
-def test_changed_iterations_retrain_that_model_and_its_descendants(finished):
-    wd, cfg = finished
-    cfg = dict(cfg, train={**cfg["train"], "iterations": {**cfg["train"]["iterations"], "srntt_l2": 4}})
-    path = wd / "iters.yaml"
-    path.write_text(sorted_dump(cfg))
-    jobs = planned(wd, path)
-    assert jobs["train"] == 2, jobs  # srntt_l2 and srntt (trained from it); srresnet, srgan kept
-    assert jobs["infer"] == 2 and "correspondence" not in jobs and "build_dataset" not in jobs, jobs
+def test_changed_iterations_retrain_that_model_and_its_descendants(smoke_run, smoke_cfg, tmp_path):
+    cfg = dict(smoke_cfg, train={**smoke_cfg["train"],
+                                 "iterations": {**smoke_cfg["train"]["iterations"], "srntt_l2": 4}})
+    (tmp_path / "iters.yaml").write_text(sorted_dump(cfg))
+    jobs = planned_jobs(smoke_run, [tmp_path / "iters.yaml"])
+    # srntt_l2 and srntt (trained from it); srresnet, srgan, ttsr_rec, ttsr kept
+    assert wildcards(jobs["train"], "model") == ["srntt", "srntt_l2"], jobs
+    assert wildcards(jobs["infer"], "model") == ["srntt", "srntt_l2"], jobs
+    assert "correspondence" not in jobs and "build_dataset" not in jobs, jobs
 
 
-def test_a_loss_weight_retrains_only_the_models_that_use_it(finished):
-    wd, cfg = finished
-    cfg = dict(cfg, loss={**cfg["loss"], "texture": 2e-4})  # only srntt has a texture term
-    path = wd / "loss.yaml"
-    path.write_text(sorted_dump(cfg))
-    jobs = planned(wd, path)
-    assert jobs["train"] == 1 and jobs["infer"] == 1, jobs
+def test_a_loss_weight_retrains_only_the_models_that_use_it(smoke_run, smoke_cfg, tmp_path):
+    cfg = dict(smoke_cfg, loss={**smoke_cfg["loss"], "texture": 2e-4})  # only srntt has a texture term
+    (tmp_path / "loss.yaml").write_text(sorted_dump(cfg))
+    jobs = planned_jobs(smoke_run, [tmp_path / "loss.yaml"])
+    assert wildcards(jobs["train"], "model") == ["srntt"], jobs
+    assert wildcards(jobs["infer"], "model") == ["srntt"], jobs

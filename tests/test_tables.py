@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -198,16 +196,10 @@ def test_provenance_helpers(tmp_path):
 
 
 def test_dry_run_has_evaluation_tables_and_figures(tmp_path):
-    import shutil
+    from conftest import SMOKE, planned_jobs, project_workdir
 
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    snakemake = str(Path(sys.executable).parent / "snakemake")
-    proc = subprocess.run([snakemake, "-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"),
-                           "-d", str(tmp_path), "--configfile", str(tmp_path / "configs/smoke.yaml")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    for rule in ("evaluate", "tables", "figures"):
-        assert re.search(rf"^{rule}\s+\d+", proc.stdout, re.M), rule
-    assert "results/tables/per_level.tex" in proc.stdout
-    assert "paper_vs_reproduced" not in proc.stdout  # no cufed5 dataset in the smoke config
+    jobs = planned_jobs(project_workdir(tmp_path), [SMOKE])
+    assert {"evaluate", "tables", "figures"} <= set(jobs), jobs
+    outputs = {f for js in jobs.values() for j in js for f in j.output}
+    assert "results/tables/per_level.tex" in outputs
+    assert not any("paper_vs_reproduced" in f for f in outputs)  # no cufed5 dataset in the smoke config

@@ -1,56 +1,30 @@
-"""The Snakemake workflow: dry runs of every shipped config, lint, bad configs, the data stage."""
+"""The Snakemake workflow: dry runs of every shipped config, bad configs, the smoke pipeline run
+to the end (the session's smoke run, conftest.smoke_run) and a folder dataset on top of it."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, SMOKE, copy_of_run, planned_jobs, project_workdir, snakemake, wildcards
 
 from refsr.data.layout import EVAL_LEVELS
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CONFIGS = ["config.yaml", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*.yaml"))]
-
-
-def snakemake(*args, cwd=ROOT, check=True):
-    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def workdir(tmp_path: Path) -> Path:
     """A working directory holding the project's configs, as a user's checkout would, and the
-    (empty) dataset folders they name: the DAG build checks that those exist."""
-    import yaml
-
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    for cfg in [tmp_path / "config.yaml", *(tmp_path / "configs").glob("*.yaml")]:
-        for ds in (yaml.safe_load(cfg.read_text()) or {}).get("datasets", {}).values():
-            for key in ("test_dir", "train_dir", "hr_dir", "refs_dir"):
-                if ds.get(key):
-                    (tmp_path / ds[key]).mkdir(parents=True, exist_ok=True)
-    return tmp_path
+    (empty) dataset folders they name (conftest.project_workdir)."""
+    return project_workdir(tmp_path)
 
 
 @pytest.mark.parametrize("configfile", CONFIGS)
 def test_dry_run_every_config(configfile, tmp_path):
     wd = workdir(tmp_path)
-    proc = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"),
-                     "-d", str(wd), "--configfile", str(wd / configfile))
-    assert "build_dataset" in proc.stdout
-
-
-def test_lint():
-    proc = snakemake("--lint", check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "build_dataset" in planned_jobs(wd, [configfile])
 
 
 @pytest.mark.parametrize("override, key", [
@@ -61,8 +35,7 @@ def test_lint():
 ])
 def test_bad_config_fails_before_any_job(override, key, tmp_path):
     wd = workdir(tmp_path)
-    proc = snakemake("-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-                     "--config", override, check=False)
+    proc = snakemake(wd, "-n", "--cores", "1", "--config", override, check=False)
     assert proc.returncode != 0
     assert key in proc.stderr + proc.stdout
     assert not (wd / "results").exists()
@@ -71,19 +44,29 @@ def test_bad_config_fails_before_any_job(override, key, tmp_path):
 def test_bad_nested_dataset_key(tmp_path):
     wd = workdir(tmp_path)
     (wd / "bad.yaml").write_text("datasets:\n  mine: {kind: cufed5, groups: 500}\n")
-    proc = snakemake("-n", "--cores", "1", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-                     "--configfile", str(wd / "bad.yaml"), check=False)
+    proc = snakemake(wd, "-n", "--cores", "1", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "config key datasets.mine" in proc.stderr + proc.stdout
 
 
+DATA_TARGETS = ("results/tiers/embedded.csv", "results/figures/tiers_embedded.png",
+                "results/tiers/embedded_agreement.md")
+
+
+def test_data_stage_targets_run_the_data_stage_only(tmp_path):
+    """Asking for the similarity tiers builds the dataset, its LR images and the tiers:
+    nothing is trained. (What those jobs write: test_smoke_run_data_stage.)"""
+    jobs = planned_jobs(workdir(tmp_path), [SMOKE], DATA_TARGETS)
+    assert {rule: len(js) for rule, js in jobs.items()} == {"build_dataset": 1, "degrade": 1, "tiers": 1}
+
+
 @pytest.mark.slow
-def test_data_stage_end_to_end(tmp_path, vgg_weights):
-    wd = workdir(tmp_path)
-    snakemake("results/tiers/embedded.csv", "results/figures/tiers_embedded.png",
-              "results/tiers/embedded_agreement.md", "--cores", "2",
-              "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-              "--configfile", str(wd / "configs/smoke.yaml"))
+def test_smoke_run_data_stage(smoke_run):
+    """The data stage's outputs in the smoke run: the tiers CSV, its figure, the agreement
+    table (the embedded dataset's known levels against the computed tiers) and the log."""
+    wd = smoke_run
+    for target in DATA_TARGETS:
+        assert (wd / target).stat().st_size > 0, target
     tiers = pd.read_csv(wd / "results/tiers/embedded.csv", keep_default_na=False)
     assert list(tiers.columns) == ["group", "ref", "level", "local_inliers", "vgg_cosine",
                                    "combined", "tier", "used"]
@@ -96,17 +79,16 @@ def test_data_stage_end_to_end(tmp_path, vgg_weights):
 
 
 @pytest.mark.slow
-def test_whole_pipeline_on_smoke_config(tmp_path, vgg_weights):
-    """`snakemake` on the smoke config builds every target: data, five models, inference."""
-    wd = workdir(tmp_path)
-    snakemake("--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-              "--configfile", str(wd / "configs/smoke.yaml"))
+def test_whole_pipeline_on_smoke_config(smoke_run, tmp_path):
+    """`snakemake` on the smoke config builds every target: data, six models, inference,
+    evaluation, tables, figures; the report; then nothing is left to do, also in a copy of the
+    run (the copy tests rely on that), and a reference key re-runs only what it changes."""
+    wd = smoke_run
     iterations = {"srresnet": 3, "srgan": 2, "srntt_l2": 3, "srntt": 2, "ttsr_rec": 2, "ttsr": 2}
     for model, n in iterations.items():
         assert (wd / f"results/models/{model}/checkpoint.pt").is_file()
         log = pd.read_csv(wd / f"results/models/{model}/train_log.csv")
         assert len(log) == n
-        assert (wd / f"results/checkpoints/{model}/state.pt").is_file()
     for model in ["bicubic", *iterations]:
         for level in EVAL_LEVELS:
             assert (wd / f"results/sr/embedded/{model}/chelsea/{level}.png").is_file()
@@ -121,46 +103,45 @@ def test_whole_pipeline_on_smoke_config(tmp_path, vgg_weights):
             assert (wd / f"results/tables/{name}.{ext}").is_file()
     for fig in ("tiers", "metric_vs_level", "comparison", "correspondence"):
         assert (wd / f"results/figures/{fig}_embedded.png").stat().st_size > 0
-    snakemake("--report", "results/report.html", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-              "--configfile", str(wd / "configs/smoke.yaml"))
-    assert (wd / "results/report.html").stat().st_size > 10000
-    # a second run has nothing to do
-    proc = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-                     "--configfile", str(wd / "configs/smoke.yaml"))
+    # the report (written outside the shared run)
+    snakemake(wd, "--report", tmp_path / "report.html", "--configfile", SMOKE)
+    assert (tmp_path / "report.html").stat().st_size > 10000
+    # a second run has nothing to do, in the run and in a copy of it
+    assert planned_jobs(wd, [SMOKE]) == {}
+    copy = copy_of_run(wd, tmp_path / "copy")
+    proc = snakemake(copy, "-n", "--cores", "1", "--configfile", SMOKE)
     assert "Nothing to be done" in proc.stdout + proc.stderr
     # a reference key that changes no SR output (max_flow without the flow) re-runs no
     # inference (only the tables, whose captions carry the config's hash); aligning re-runs
     # the reference-based models' inference only
-    (wd / "ref.yaml").write_text("reference: {max_flow: 4.0}\n")
-    out = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-                    "--configfile", str(wd / "configs/smoke.yaml"), str(wd / "ref.yaml")).stdout
-    assert "rule tables:" in out and "rule infer:" not in out and "rule evaluate:" not in out
-    (wd / "ref.yaml").write_text("reference: {align: homography}\n")
-    out = snakemake("-n", "--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-                    "--configfile", str(wd / "configs/smoke.yaml"), str(wd / "ref.yaml")).stdout
-    rerun = sorted(b.split("model=")[1].split()[0].rstrip(",") for b in out.split("rule infer:")[1:])
-    assert rerun == ["srntt", "srntt_l2", "ttsr", "ttsr_rec"], rerun
+    (tmp_path / "ref.yaml").write_text("reference: {max_flow: 4.0}\n")
+    assert set(planned_jobs(wd, [SMOKE, tmp_path / "ref.yaml"])) == {"tables", "all"}
+    (tmp_path / "ref.yaml").write_text("reference: {align: homography}\n")
+    jobs = planned_jobs(wd, [SMOKE, tmp_path / "ref.yaml"])
+    assert wildcards(jobs["infer"], "model") == ["srntt", "srntt_l2", "ttsr", "ttsr_rec"], jobs
+    assert "train" not in jobs and "correspondence" not in jobs, jobs
 
 
 @pytest.mark.slow
-def test_folder_dataset_end_to_end_has_every_per_level_cell(tmp_path, vgg_weights):
+def test_folder_dataset_end_to_end_has_every_per_level_cell(smoke_run, tmp_path):
     """Issue 16: a folder dataset of three real photos with five candidates each (the
     motorcycle's real right stereo view among them), tiny budgets: levels per image, and the
-    per-level table has a number in every cell for every reference-based model."""
+    per-level table has a number in every cell for every reference-based model. Evaluated on a
+    copy of the smoke run: its models (trained on the embedded dataset) are not retrained."""
     import yaml
     from conftest import make_photo_folder
 
     from refsr.core.config import validate
     from refsr.models import registry
 
-    wd = workdir(tmp_path)
+    wd = copy_of_run(smoke_run, tmp_path / "run")
     chosen = make_photo_folder(wd / "data/mine", dict.fromkeys(("motorcycle", "astronaut", "coffee"), 5))
-    cfg = yaml.safe_load((wd / "configs/smoke.yaml").read_text())
+    cfg = yaml.safe_load((wd / SMOKE).read_text())
     cfg["datasets"]["mine"] = {"kind": "folder", "hr_dir": "data/mine/hr", "refs_dir": "data/mine/refs"}
     cfg["eval_datasets"] = ["mine"]
     (wd / "mine.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake("--cores", "2", "-s", str(ROOT / "workflow/Snakefile"), "-d", str(wd),
-              "--configfile", str(wd / "mine.yaml"))
+    assert not {"train", "correspondence"} & set(planned_jobs(wd, ["mine.yaml"]))
+    snakemake(wd, "--cores", "2", "--configfile", "mine.yaml")
     tiers = pd.read_csv(wd / "results/tiers/mine.csv", keep_default_na=False)
     for group, refs in chosen.items():
         part = tiers[tiers["group"] == group]

@@ -21,6 +21,10 @@ from refsr.pipeline.plan import Plan, degradations
 os.environ["REFSR_CHECKOUT"] = str(Path(workflow.basedir).parent)
 
 
+envvars:
+    "REFSR_CHECKOUT",
+
+
 # Validated once (defaults from the schema), then the checks that open no image: every rule
 # below sees the complete config, and a bad one fails before any job with one line.
 try:
