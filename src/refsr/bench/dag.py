@@ -17,11 +17,13 @@ from refsr.bench.measure import median
 from refsr.core.errors import RefsrError
 from refsr.data.layout import EVAL_LEVELS
 from refsr.models import registry
+from refsr.models.importers import SOURCE_MODELS
 
 
 def bench_dag(groups: int = 126, repeats: int = 2, snakefile: str = "workflow/Snakefile") -> dict:
     """Seconds of ``snakemake -n`` on a CUFED5-sized configuration (``groups`` test groups,
-    every registered model, seven evaluation levels) over a fake CUFED5 folder of tiny images."""
+    every registered model, seven evaluation levels) over a fake CUFED5 folder of tiny images;
+    the models run from released weights only get a stand-in weights folder (imported, not read)."""
     exe = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     with tempfile.TemporaryDirectory(prefix="refsr-bench-dag-") as tmp:
         tmp = Path(tmp)
@@ -35,8 +37,13 @@ def bench_dag(groups: int = 126, repeats: int = 2, snakefile: str = "workflow/Sn
             (train_dir / sub).mkdir(parents=True)
             for i in range(4):
                 img.save(train_dir / sub / f"{i:05d}.png")
+        released = tmp / "released"
+        released.mkdir()
+        pretrained = {m: {"source": next(s for s, held in SOURCE_MODELS.items() if m in held), "path": str(released)}
+                      for m in registry.names() if registry.get(m).released_only}
         cfg = {"datasets": {"cufed5": {"kind": "cufed5", "test_dir": str(test_dir), "train_dir": str(train_dir)}},
-               "train_dataset": "cufed5", "eval_datasets": ["cufed5"], "models": registry.names()}
+               "train_dataset": "cufed5", "eval_datasets": ["cufed5"], "models": registry.names(),
+               "pretrained": pretrained}
         cfg_path = tmp / "config.yaml"
         cfg_path.write_text(json.dumps(cfg))
         cmd = [exe, "-n", "-s", str(Path(snakefile).resolve()), "-d", str(tmp / "work"),
