@@ -63,9 +63,9 @@ def test_two_processes_match_one(tiny, tmp_path, caplog):
     text = caplog.text  # the workers' output, relayed by the launcher
     assert "all 2 ranks hold identical weights" in text
     assert "rank0 INFO refsr.training.trainer: srresnet it 4/4" in text and "rank1" not in text  # rank 1: warnings only
-    # one set of outputs, written by rank 0
+    # one set of outputs, written by rank 0; the finished run leaves no training state behind
     assert sorted(p.name for p in (tmp_path / "ddp").rglob("*") if p.is_file()) == [
-        "checkpoint.pt", "state.pt", "train_log.csv"]
+        "checkpoint.pt", "train_log.csv"]
     with open(tmp_path / "ddp/model/train_log.csv") as fh:
         assert [int(r["iteration"]) for r in csv.DictReader(fh)] == [1, 2, 3, 4]
     assert torch.load(tmp_path / "ddp/model/checkpoint.pt", weights_only=True)["processes"] == 2
@@ -81,8 +81,9 @@ def test_two_processes_with_critic_agree(tiny, tmp_path, vgg_weights, caplog):
     with caplog.at_level("INFO", logger="refsr"):
         launch(2, cfg, threads=2, **_args(tiny, tmp_path / "ddp", str(init)))
     assert "all 2 ranks hold identical weights" in caplog.text
-    state = torch.load(tmp_path / "ddp/state/state.pt", weights_only=True)
-    assert "disc" in state and state["iteration"] == 2
+    # rank 0 saved the state (generator and critic) along the way and removed it at the end
+    assert "srgan finished: removed its training state" in caplog.text
+    assert not (tmp_path / "ddp/state/state.pt").exists()
 
 
 def test_batch_must_split_evenly(tiny, tmp_path):

@@ -168,4 +168,6 @@ def test_sr_cli_match_sisr(images, tmp_path, vgg_weights, capsys):
     assert Image.open(tmp_path / "a.png").size == (17 * 4, 13 * 4)
     assert main([*base, "--out", str(tmp_path / "b.png"), "--match-sisr", ckpt]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "reference.sisr_model" in err[0] and not (tmp_path / "b.png").exists()
+    # the option and its file, not the config key (issue 28, case 11)
+    assert len(err) == 1 and f"--match-sisr {ckpt}: must be a single-image model" in err[0]
+    assert not (tmp_path / "b.png").exists()

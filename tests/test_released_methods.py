@@ -94,3 +94,30 @@ def test_refsr_sr_runs_imported_masa_as_its_released_test_path(tmp_path):
     assert np.array_equal(got, super_resolve(net, lr, [ref]))
     with pytest.raises(RefsrError, match="x4 network"):
         SuperResolver(str(ckpt), model="masa", scale=2)
+
+
+@pytest.mark.slow
+def test_the_pipeline_evaluates_each_imported_released_model_at_every_level(smoke_run, tmp_path):
+    """C2-Matching and MASA-SR imported from the released code's fixture files (seeded weights,
+    released layouts) on a copy of the smoke run: import_weights, infer and evaluate at every
+    level of the smoke dataset; nothing is trained."""
+    if not (C2.is_dir() and MASA.is_dir()):
+        pytest.skip("the released C2-Matching / MASA-SR fixtures are absent")
+    import pandas as pd
+    import yaml
+    from conftest import SMOKE, copy_of_run, snakemake
+
+    wd = copy_of_run(smoke_run, tmp_path / "run")
+    cfg = yaml.safe_load((wd / SMOKE).read_text())
+    cfg["models"] = ["bicubic", "c2matching", "masa"]
+    cfg["pretrained"] = {"c2matching": {"source": "c2matching-official", "path": str(C2)},
+                         "masa": {"source": "masa-official", "path": str(MASA / "MASA.pth")}}
+    (wd / "released.yaml").write_text(yaml.safe_dump(cfg))
+    targets = [f"results/eval/embedded/{m}.csv" for m in ("c2matching", "masa")]
+    out = snakemake(wd, "--cores", "2", "--configfile", "released.yaml", *targets).stderr
+    assert "rule train:" not in out and "rule import_weights:" in out
+    levels = validate(cfg)["evaluation"]["levels"]
+    for model in ("c2matching", "masa"):
+        ev = pd.read_csv(wd / f"results/eval/embedded/{model}.csv")
+        assert set(ev["level"]) == set(levels) and ev["psnr"].notna().all(), model
+        assert (wd / f"results/imported/{model}/checkpoint.pt").is_file()

@@ -29,9 +29,9 @@ envvars:
 # below sees the complete config, and a bad one fails before any job with one line.
 try:
     _validated = refsr_config.validate(config)
-    registry.check_config(_validated)
-    importers.check_config(_validated)
     check_datasets(_validated)  # the build_dataset job's cheap checks, at DAG build
+    registry.check_config(_validated)  # models, recipes, and training pairs when it trains
+    importers.check_config(_validated)
 except RefsrError as err:
     sys.exit(f"refsr: invalid configuration: {err}")
 config.clear()
