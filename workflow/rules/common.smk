@@ -30,7 +30,8 @@ envvars:
 try:
     _validated = refsr_config.validate(config)
     check_datasets(_validated)  # the build_dataset job's cheap checks, at DAG build
-    registry.check_config(_validated)  # models, recipes, and training pairs when it trains
+    # models, recipes, and training pairs when it trains
+    registry.check_config(_validated)
     importers.check_config(_validated)
 except RefsrError as err:
     sys.exit(f"refsr: invalid configuration: {err}")
