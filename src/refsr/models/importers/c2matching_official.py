@@ -46,6 +46,7 @@ from refsr.models.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from refsr.models.importers import released
 
 SOURCE = "c2matching-official"
 RECIPE = "official"
@@ -58,16 +59,8 @@ ARCH_KEYS = ("ngf", "n_blocks", "groups")
 
 def model_of(path: Path, model: str | None = None) -> str:
     """``model`` if given, else the model of a released restoration file name; a one-line error otherwise."""
-    if model is not None:
-        if model not in MODELS:
-            raise RefsrError("--model", f"unknown C2-Matching model {model!r}; choose {'|'.join(MODELS)}")
-        return model
-    name = RELEASED_NAMES.get(Path(path).stem.lower())
-    if name is None:
-        raise RefsrError(path, "not a released C2-Matching restoration file name (c2_matching_restoration.pth or "
-                               "c2_matching_restoration_mse.pth), so which model it holds is unknown; name it "
-                               f"with --model {'|'.join(MODELS)}")
-    return name
+    return released.model_of(path, model, RELEASED_NAMES, "C2-Matching restoration",
+                             "c2_matching_restoration.pth or c2_matching_restoration_mse.pth")
 
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:
@@ -86,15 +79,7 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
 
 def check_state(net: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
     """Strict: every key of ``net`` with its shape, nothing else; one line naming the first offence."""
-    mine = net.state_dict()
-    for key, value in state.items():
-        if key not in mine:
-            raise RefsrError(path, f"key {key}: unexpected, not a parameter of the released {type(net).__name__}")
-        if tuple(value.shape) != tuple(mine[key].shape):
-            raise RefsrError(path, f"key {key}: shape {tuple(value.shape)}, expected {tuple(mine[key].shape)}")
-    missing = [k for k in mine if k not in state]
-    if missing:
-        raise RefsrError(path, f"key {missing[0]}: missing ({len(missing)} keys missing)")
+    released.check_strict(net.state_dict(), state, path, type(net).__name__)
 
 
 def arch_from_state(state: Mapping[str, torch.Tensor]) -> dict:

@@ -37,6 +37,7 @@ from refsr.models.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from refsr.models.importers import released
 from refsr.models.masa import MASA
 
 RECIPE = "official"
@@ -50,15 +51,7 @@ ARCH: dict = {}
 
 def model_of(path: Path, model: str | None = None) -> str:
     """``model`` if given, else the model the released file name says; a one-line error otherwise."""
-    if model is not None:
-        if model not in MODELS:
-            raise RefsrError("--model", f"unknown MASA model {model!r}; choose {'|'.join(MODELS)}")
-        return model
-    name = RELEASED_NAMES.get(Path(path).stem.lower())
-    if name is None:
-        raise RefsrError(path, "not a released MASA file name (masa.pth or masa_rec.pth), so which model it "
-                               f"holds is unknown; name it with --model {'|'.join(MODELS)}")
-    return name
+    return released.model_of(path, model, RELEASED_NAMES, "MASA", "masa.pth or masa_rec.pth")
 
 
 def read_released(path: Path) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ import torch
 
 from refsr.core.errors import RefsrError
 from refsr.models.checkpoint import save_checkpoint
+from refsr.models.importers import released
 from refsr.models.ttsr import TTSR
 
 RECIPE = "official"
@@ -39,15 +40,7 @@ MODELS = tuple(RELEASED_NAMES.values())
 def model_of(path: Path, model: str | None = None) -> str:
     """``model`` if given (one of :data:`MODELS`), else the model of a released file name
     (``TTSR.pt`` → ``ttsr``, ``TTSR-rec.pt`` → ``ttsr_rec``, any case); a one-line error otherwise."""
-    if model is not None:
-        if model not in MODELS:
-            raise RefsrError("--model", f"unknown TTSR model {model!r}; choose {'|'.join(MODELS)}")
-        return model
-    name = RELEASED_NAMES.get(Path(path).stem.lower())
-    if name is None:
-        raise RefsrError(path, "not a released TTSR file name (TTSR.pt or TTSR-rec.pt), so which model it "
-                               f"holds is unknown; name it with --model {'|'.join(MODELS)}")
-    return name
+    return released.model_of(path, model, RELEASED_NAMES, "TTSR", "TTSR.pt or TTSR-rec.pt")
 
 
 def _read(path: Path) -> dict:
@@ -82,15 +75,7 @@ def load_released(path: Path) -> tuple[TTSR, dict]:
     state = _read(path)
     arch = arch_from_state(state, path)
     model = TTSR(**arch)
-    mine = model.state_dict()
-    for key, value in state.items():
-        if key not in mine:
-            raise RefsrError(path, f"key {key}: not a parameter of the released TTSR network")
-        if tuple(value.shape) != tuple(mine[key].shape):
-            raise RefsrError(path, f"key {key}: shape {tuple(value.shape)}, expected {tuple(mine[key].shape)}")
-    missing = [k for k in mine if k not in state]
-    if missing:
-        raise RefsrError(path, f"key {missing[0]}: missing ({len(missing)} keys missing)")
+    released.check_strict(model.state_dict(), state, path, "TTSR network")
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval(), arch
 
