@@ -67,14 +67,7 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     """A released state dict (zip or legacy container), ``module.`` stripped, as the released loader."""
     if not Path(path).is_file():
         raise RefsrError(path, "released C2-Matching weights not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's one-line error
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-        raise RefsrError(path, f"not a readable PyTorch state dict ({type(err).__name__}: {first})") from None
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RefsrError(path, "expected a released C2-Matching state dict (a dict of tensors)")
-    return {str(k).removeprefix("module."): v for k, v in state.items()}
+    return released.read_state(path, "C2-Matching")
 
 
 def check_state(net: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:

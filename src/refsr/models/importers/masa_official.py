@@ -57,14 +57,7 @@ def model_of(path: Path, model: str | None = None) -> str:
 def read_released(path: Path) -> dict[str, torch.Tensor]:
     """The state dict at ``path`` as the released ``load_networks`` reads it (``module.`` stripped),
     checked strictly against the released network: every key, no other, every shape."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's one-line error
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-        raise RefsrError(path, f"not a readable PyTorch state dict ({type(err).__name__}: {first})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RefsrError(path, "expected the released MASA state dict (a dict of tensors)")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = released.read_state(path, "MASA")
     mine = MASA().state_dict()
     for key, value in state.items():
         if key not in mine:

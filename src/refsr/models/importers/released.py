@@ -37,3 +37,18 @@ def check_strict(mine: Mapping, state: Mapping, path: Path, what: str) -> None:
     missing = [k for k in mine if k not in state]
     if missing:
         raise RefsrError(path, f"key {missing[0]}: missing ({len(missing)} keys missing; not the released {what})")
+
+
+def read_state(path: Path, method: str) -> dict:
+    """A released state dict as the released loaders read it (zip or legacy container,
+    ``module.`` stripped); one line naming the file when it is unreadable or not a dict of tensors."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's one-line error
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise RefsrError(path, f"not a readable PyTorch state dict ({type(err).__name__}: {first})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RefsrError(path, f"expected a released {method} state dict (a dict of tensors)")
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
