@@ -322,3 +322,15 @@ def copy_of_run(run: Path, dst: Path) -> Path:
     metadata, files' times kept), which Snakemake sees as finished too."""
     shutil.copytree(run, dst, symlinks=True)
     return dst
+
+
+def tiny_training_set(root: Path) -> Path:
+    """``root``: a tiny embedded dataset (one test photo, four 48-px training pairs) with its LR
+    images, for the training tests (no VGG needed for srresnet)."""
+    from refsr.data import build_to
+    from refsr.data.lr import write_lr
+
+    cfg = dict(kind="embedded", test_photos=["astronaut"], train_photos=["brick", "retina"],
+               hr_size=48, train_size=48, train_pairs=4, seed=0)
+    write_lr(build_to("tiny", cfg, root, 4), root / "lr")
+    return root

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import arch, train_config
+from conftest import arch, tiny_training_set, train_config
 
 from refsr.core.errors import RefsrError
-from refsr.data import build_to
-from refsr.data.lr import write_lr
 from refsr.models.checkpoint import arch_config, build_model, load_checkpoint, save_checkpoint
 from refsr.training.config import TrainConfig
 from refsr.training.distributed import launch
@@ -24,11 +22,8 @@ DISC = {"n_feats": 4, "n_down": 2, "n_hidden": 8}
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ddp") / "tiny"
-    cfg = dict(kind="embedded", test_photos=["astronaut"], train_photos=["brick", "retina"],
-               hr_size=48, train_size=48, train_pairs=4, seed=0)
-    write_lr(build_to("tiny", cfg, root, 4), root / "lr")
-    return root
+    """A tiny embedded dataset with its LR images (conftest.tiny_training_set)."""
+    return tiny_training_set(tmp_path_factory.mktemp("ddp") / "tiny")
 
 
 def _cfg(model: str, **kw) -> TrainConfig:

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import arch, train_config
+from conftest import arch, tiny_training_set, train_config
 
 from refsr.core.errors import RefsrError
-from refsr.data import build_to
-from refsr.data.lr import write_lr
 from refsr.models.checkpoint import load_checkpoint
 from refsr.training.config import TrainConfig
 from refsr.training.preemption import Preempted, preemption_signals
@@ -32,13 +30,8 @@ CFG = dataclasses.asdict(train_config("srresnet", arch=arch(n_blocks=1, n_feats=
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    """A tiny embedded dataset with its LR images (no VGG needed for srresnet)."""
-    root = tmp_path_factory.mktemp("preempt") / "tiny"
-    cfg = dict(kind="embedded", test_photos=["astronaut"], train_photos=["brick", "retina"],
-               hr_size=48, train_size=48, train_pairs=4, seed=0)
-    ds = build_to("tiny", cfg, root, 4)
-    write_lr(ds, root / "lr")
-    return root
+    """A tiny embedded dataset with its LR images (conftest.tiny_training_set)."""
+    return tiny_training_set(tmp_path_factory.mktemp("preempt") / "tiny")
 
 
 def _args(tiny: Path, out: Path) -> dict:

@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import arch, train_config
+from conftest import arch, tiny_training_set, train_config
 from PIL import Image
 
 from refsr.cli import main
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import read_image
 from refsr.data import build, build_to, read_manifest
-from refsr.data.lr import write_lr
 from refsr.models.checkpoint import arch_config, build_model, save_checkpoint
 from refsr.training.data import TrainingSet
 from refsr.training.preemption import Preempted
@@ -40,12 +39,8 @@ DISC = {"n_feats": 4, "n_down": 2, "n_hidden": 8}
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stale") / "tiny"
-    cfg = dict(kind="embedded", test_photos=["astronaut"], train_photos=["brick", "retina"],
-               hr_size=48, train_size=48, train_pairs=4, seed=0)
-    ds = build_to("tiny", cfg, root, 4)
-    write_lr(ds, root / "lr")
-    return root
+    """A tiny embedded dataset with its LR images (conftest.tiny_training_set)."""
+    return tiny_training_set(tmp_path_factory.mktemp("stale") / "tiny")
 
 
 def _cfg(model: str, iterations: int = 4):
