@@ -175,14 +175,15 @@ def _opt_num(v: float, digits: int, signed: bool = False) -> str | None:
 def paper_table(summary: pd.DataFrame, models: Sequence[str], dataset: str, prov: Provenance,
                 levels: Sequence[str], protocol: Protocol) -> Table:
     """Every published CUFED5 number (:data:`refsr.report.paper.PUBLISHED`) beside ours at the
-    same level under this run's protocol; the difference only where protocol and level match."""
+    same level under this run's protocol; the difference only where protocol, LR resize (where the
+    source's is known) and level match."""
     sel = summary[summary["dataset"] == dataset]
     by = {(r["model"], r["level"]): r for r in sel.to_dict("records")}
     run_protocol = protocol.preset if not protocol.overrides else (
         f"{protocol.preset} with {', '.join(protocol.overrides)} overridden")
     rows, md_rows, tex_rows = [], [], []
     for pub in paper.PUBLISHED:
-        why = paper.comparable(pub, run_protocol, levels, models)
+        why = paper.comparable(pub, run_protocol, levels, models, resize=protocol.resize)
         row = by.get((pub.model, pub.level)) if why is None else None
         if why is None and (row is None or row["n_missing"] > 0):
             why = f"our {pub.model} at {pub.level} is incomplete (see the per-level table)"
@@ -190,7 +191,7 @@ def paper_table(summary: pd.DataFrame, models: Sequence[str], dataset: str, prov
         ours = {m: (row[m] if row is not None and cell_status(row, m, True) == "ok" else math.nan)
                 for m in ("psnr", "ssim")}
         rec = {"method": pub.method, "model": pub.model or "", "level": pub.level or "",
-               "protocol": pub.protocol or "", "weights": pub.weights,
+               "protocol": pub.protocol or "", "resize": pub.resize or "", "weights": pub.weights,
                "paper_psnr": pub.psnr, "paper_ssim": pub.ssim,
                "psnr": ours["psnr"], "ssim": ours["ssim"],
                "delta_psnr": ours["psnr"] - pub.psnr, "delta_ssim": ours["ssim"] - pub.ssim,
