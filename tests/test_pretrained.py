@@ -72,7 +72,8 @@ def test_dag_imports_instead_of_training(tmp_path):
     given = {"srntt": {"source": "refsr", "path": str(tmp_path / "released.pt")}}
     jobs = _plan(tmp_path, models=["bicubic", "srntt"], pretrained=given)
     assert "train" not in jobs and "correspondence" not in jobs, jobs
-    assert [j.output for j in jobs["import_weights"]] == [("results/imported/srntt/checkpoint.pt",)]
+    assert [j.output for j in jobs["import_weights"]] == [("results/imported/srntt/checkpoint.pt",
+                                                           "results/imported/srntt/released.json")]
     infer = {j.wildcards["model"]: j.input for j in jobs["infer"]}
     assert "results/imported/srntt/checkpoint.pt" in infer["srntt"]
 
@@ -111,4 +112,5 @@ def test_dag_evaluates_released_ttsr_weights_without_training(tmp_path):
     given = {"ttsr": {"source": "ttsr-official", "path": str(tmp_path / "TTSR.pt")}}
     jobs = _plan(tmp_path, models=["bicubic", "ttsr"], pretrained=given)
     assert "train" not in jobs and "correspondence" not in jobs, jobs
-    assert [j.output for j in jobs["import_weights"]] == [("results/imported/ttsr/checkpoint.pt",)]
+    assert [j.output for j in jobs["import_weights"]] == [("results/imported/ttsr/checkpoint.pt",
+                                                           "results/imported/ttsr/released.json")]

@@ -33,6 +33,7 @@ try:
     # models, recipes, and training pairs when it trains
     registry.check_config(_validated)
     importers.check_config(_validated)
+    importers.check_files(_validated)
 except RefsrError as err:
     sys.exit(f"refsr: invalid configuration: {err}")
 config.clear()

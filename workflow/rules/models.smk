@@ -59,7 +59,8 @@ rule import_weights:
     input:
         lambda wc: PLAN.pretrained[wc.model]["path"],
     output:
-        "results/imported/{model}/checkpoint.pt",
+        checkpoint="results/imported/{model}/checkpoint.pt",
+        released="results/imported/{model}/released.json",
     log:
         "results/logs/import_weights/{model}.log",
     benchmark:

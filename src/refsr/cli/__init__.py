@@ -177,7 +177,11 @@ def _cmd_bench(args) -> None:
 
 def _cmd_download_weights(args) -> None:
     from refsr.features.weights import download
+    from refsr.models.importers import DOWNLOADS, download_instructions
 
+    released = [name for name in args.only or () if name in DOWNLOADS]
+    if released:  # checked before anything is fetched: no stable URL, so one line saying what to do
+        raise RefsrError(f"download-weights --only {released[0]}", download_instructions(released[0]))
     paths = download(args.only or None, progress=not args.quiet)
     print(json.dumps({name: str(path) for name, path in paths.items()}))
 
@@ -280,10 +284,13 @@ def build_parser() -> Parser:
 
     w = sub.add_parser("download-weights", help="fetch the ImageNet weights the pipeline uses into the "
                                                 "torch hub cache (for offline compute nodes); one JSON line")
-    w.add_argument("--only", action="append", choices=["vgg19", "lpips_alex", "vgg19_matconvnet"],
+    w.add_argument("--only", action="append",
+                   choices=["vgg19", "lpips_alex", "vgg19_matconvnet", "c2matching", "masa"],
                    help="fetch only this one (repeat for several); default: vgg19 and lpips_alex. "
                         "vgg19_matconvnet is MatConvNet's imagenet-vgg-verydeep-19.mat (510 MB, MD5-checked), "
-                        "the official recipe's VGG19")
+                        "the official recipe's VGG19. c2matching, masa: the authors' released weights sit in "
+                        "Google Drive folders (no stable URL): it says which files to get from where and "
+                        "exits 1")
     w.add_argument("--quiet", action="store_true", help="no download progress bar")
     w.set_defaults(func=_cmd_download_weights)
 

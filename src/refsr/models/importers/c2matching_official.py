@@ -46,7 +46,7 @@ from refsr.models.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from refsr.models.importers import released
+from refsr.models.importers import RELEASED_FILES_KEY, file_record, find_released, released
 
 SOURCE = "c2matching-official"
 RECIPE = "official"
@@ -156,11 +156,11 @@ def _files(src: Path, model: str | None) -> tuple[list[tuple[Path, str]], Path]:
         if not pairs:
             raise RefsrError(src, "no released C2-Matching restoration file in this folder "
                                   f"({' or '.join(s + '.pth' for s in RELEASED_NAMES)})")
-        return pairs, src / EXTRACTOR_FILE
+        return pairs, find_released(src, EXTRACTOR_FILE) or src / EXTRACTOR_FILE
     if src.name.lower() == EXTRACTOR_FILE:
         raise RefsrError(src, "this is the contrastive extractor only; give the folder holding it and a "
                               "c2_matching_restoration*.pth, or a restoration file beside it")
-    return [(src, model_of(src, model))], src.parent / EXTRACTOR_FILE
+    return [(src, model_of(src, model))], find_released(src.parent, EXTRACTOR_FILE) or src.parent / EXTRACTOR_FILE
 
 
 def import_released(src: Path, out_dir: Path, model: str | None = None,
@@ -177,6 +177,7 @@ def import_released(src: Path, out_dir: Path, model: str | None = None,
         out = Path(out_dir) / f"{name}.pt"
         out.parent.mkdir(parents=True, exist_ok=True)
         write_checkpoint(out, net, name, arch, {"imported_from": str(path), "extractor_from": str(extractor),
-                                                "vgg19_weights": str(vgg_source), "source": SOURCE})
+                                                "vgg19_weights": str(vgg_source), "source": SOURCE,
+                                                RELEASED_FILES_KEY: [file_record(path), file_record(extractor)]})
         written[name] = out
     return written

@@ -37,7 +37,7 @@ from refsr.models.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from refsr.models.importers import released
+from refsr.models.importers import RELEASED_FILES_KEY, file_record, released
 from refsr.models.masa import MASA
 
 RECIPE = "official"
@@ -120,7 +120,7 @@ def import_released(src: Path, out_dir: Path, model: str | None = None) -> dict[
     """``masa.pth`` / ``masa_rec.pth`` (a file, or a folder holding them) → ``out_dir/{model}.pt``;
     ``model`` names the model of a file of any other name."""
     src = Path(src)
-    files = sorted(p for p in src.iterdir() if p.suffix in (".pth", ".pt")) if src.is_dir() else [src]
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in (".pth", ".pt")) if src.is_dir() else [src]
     if src.is_dir() and model is None:
         files = [p for p in files if p.stem.lower() in RELEASED_NAMES]
     if not files:
@@ -134,6 +134,7 @@ def import_released(src: Path, out_dir: Path, model: str | None = None) -> dict[
     written: dict[str, Path] = {}
     for name, (path, net) in nets.items():
         out = Path(out_dir) / f"{name}.pt"
-        write_checkpoint(out, net, name, {"imported_from": str(path), "source": SOURCE})
+        write_checkpoint(out, net, name, {"imported_from": str(path), "source": SOURCE,
+                                          RELEASED_FILES_KEY: [file_record(path)]})
         written[name] = out
     return written

@@ -39,6 +39,7 @@ import torch
 
 from refsr.core.errors import RefsrError
 from refsr.models.checkpoint import save_checkpoint
+from refsr.models.importers import RELEASED_FILES_KEY, file_record
 from refsr.models.srntt_official import STAGES, SRNTTOfficial, SRResNetOfficial
 
 RECIPE = "official"
@@ -291,12 +292,13 @@ def import_released(src: Path, out_dir: Path) -> dict[str, Path]:
         raise RefsrError(upscale, "not found: every released SRNTT model needs the content extractor")
     written: dict[str, Path] = {}
     model, cfg = load_upscale(upscale)
-    extra = {"imported_from": str(upscale), "source": "srntt-official"}
+    extra = {"imported_from": str(upscale), "source": "srntt-official", RELEASED_FILES_KEY: [file_record(upscale)]}
     written["srresnet"] = _save(out_dir, "srresnet", model, cfg, extra)
     for name, target in TRANSFER_FILES.items():
         if (src / name).is_file():
             model, cfg = load_srntt(upscale, src / name)
-            extra = {"imported_from": f"{upscale} + {src / name}", "source": "srntt-official"}
+            extra = {"imported_from": f"{upscale} + {src / name}", "source": "srntt-official",
+                     RELEASED_FILES_KEY: [file_record(upscale), file_record(src / name)]}
             written[target] = _save(out_dir, target, model, cfg, extra)
     return written
 

@@ -23,7 +23,7 @@ import torch
 
 from refsr.core.errors import RefsrError
 from refsr.models.checkpoint import save_checkpoint
-from refsr.models.importers import released
+from refsr.models.importers import RELEASED_FILES_KEY, file_record, released
 from refsr.models.ttsr import TTSR
 
 RECIPE = "official"
@@ -94,7 +94,8 @@ def import_released(src: Path, out_dir: Path, model: str | None = None) -> dict[
             raise RefsrError(path, f"a second {name} state dict (already {written[name]}); keep one per model")
         model, arch = load_released(path)
         out = Path(out_dir) / f"{name}.pt"
-        save_checkpoint(out, model, name, arch, extra={"imported_from": str(path), "source": "ttsr-official"},
+        save_checkpoint(out, model, name, arch, extra={"imported_from": str(path), "source": "ttsr-official",
+                                                       RELEASED_FILES_KEY: [file_record(path)]},
                         recipe=RECIPE)
         written[name] = out
     return written
