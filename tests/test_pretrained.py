@@ -110,7 +110,7 @@ def test_dag_sisr_training_maps_wait_for_the_sisr_model(tmp_path):
 def test_dag_evaluates_released_ttsr_weights_without_training(tmp_path):
     (tmp_path / "TTSR.pt").write_bytes(b"")  # the DAG only needs the path to exist
     given = {"ttsr": {"source": "ttsr-official", "path": str(tmp_path / "TTSR.pt")}}
-    jobs = _plan(tmp_path, models=["bicubic", "ttsr"], pretrained=given)
+    jobs = _plan(tmp_path, models=["bicubic", "ttsr"], pretrained=given, recipe="official")  # released = official
     assert "train" not in jobs and "correspondence" not in jobs, jobs
     assert [j.output for j in jobs["import_weights"]] == [("results/imported/ttsr/checkpoint.pt",
                                                            "results/imported/ttsr/released.json")]

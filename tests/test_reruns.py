@@ -116,7 +116,11 @@ def test_row_arch_reruns_the_models_that_use_it():
 
 
 def test_row_ttsr_keys_rerun_only_the_ttsr_models_that_use_them():
-    assert reruns(**{"ttsr.init_iterations": 3}) == {"train": ["ttsr"], "tables": [""]}
+    assert reruns(**{"ttsr.init_iterations": 3}) == {"tables": [""]}  # recipe official only
+    assert reruns(**{"ttsr.refsr.lr_end": 1e-6}) == {"train": ["ttsr_rec", "ttsr"], "tables": [""]}
+    official = {**SMOKE, "recipe": "official"}
+    assert changed(validate(official), validate({**official, "ttsr": {**SMOKE["ttsr"], "init_iterations": 3}})) == {
+        "train": ["ttsr"], "tables": [""]}
     assert reruns(**{"ttsr.arch.n_feats": 12}) == {"train": ["ttsr_rec", "ttsr"], "tables": [""]}
 
 

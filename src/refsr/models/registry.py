@@ -10,8 +10,11 @@ A model can have several *recipes*: ways to build and train it (``refsr``: this 
 CPU-friendly variant; ``official``: the released code point by point, where implemented).
 Each recipe is its own :class:`ModelSpec` entry with the same name; the config key
 ``recipe`` picks one for every model that has it (the others keep their only/default one),
-and tables and checkpoints name the recipe. Kind, label, parent and whether training needs
-correspondences are the model's, the same in every recipe.
+and tables and checkpoints name the recipe. Kind, label and whether training needs
+correspondences are the model's, the same in every recipe; the parent a model starts from can
+be its recipe's (TTSR: the released ``ttsr`` trains from scratch, recipe ``refsr``'s ``ttsr``
+starts from ``ttsr_rec``), so the training chain of a model is read in the config's recipe
+(:func:`ancestors`, :func:`with_ancestors`, :func:`to_train` with a config).
 
 Adding a method: one architecture file in ``refsr/models/``, one :class:`ModelSpec` entry
 below, and its config section (its iterations under ``train.iterations`` in the schema and
@@ -105,10 +108,20 @@ _SRNTT_KEYS = ("n_blocks", "n_feats", "n_blocks_transfer", "residual_over_bicubi
 _OFFICIAL_SISR_KEYS = ("n_blocks", "n_feats")
 _OFFICIAL_SRNTT_KEYS = ("n_blocks", "n_feats", "n_blocks_transfer")
 _OFFICIAL_TRAINER = "refsr.training.official:OfficialTrainer"
-#: TTSR (researchmm/TTSR) as released: its sizes and losses in the config's ``ttsr`` section.
-_TTSR = dict(architecture="refsr.models.ttsr:TTSR", arch_section="ttsr.arch",
-             arch_keys=("n_blocks", "n_feats", "res_scale"), trainer="refsr.training.ttsr:TTSRTrainer",
-             recipe="official", loss_section="ttsr.loss", textures="learned")
+#: TTSR (researchmm/TTSR): its sizes and losses in the config's ``ttsr`` section, its own loop.
+_TTSR = dict(arch_section="ttsr.arch", arch_keys=("n_blocks", "n_feats", "res_scale"),
+             trainer="refsr.training.ttsr:TTSRTrainer", loss_section="ttsr.loss", textures="learned")
+_TTSR_LOSSES = ("reconstruction", "perceptual", "transferal", "adversarial")
+_TTSR_OFFICIAL = dict(architecture="refsr.models.ttsr:TTSR", recipe="official", **_TTSR)
+#: TTSR's recipe refsr (docs/methods/ttsr.md, "Recipe refsr"): the released network, search,
+#: transfer and losses, with three differences that make it trainable in CPU minutes: (1) it
+#: predicts a residual over the bicubic upsampling of its LR, its last conv starting at zero
+#: (refsr.models.ttsr.TTSRResidual: untrained, it is bicubic); (2) ttsr starts from the trained
+#: ttsr_rec (every weight: ttsr_rec is the reconstruction warm-up, so ttsr.init_iterations is not
+#: used) instead of from scratch with reconstruction-only first epochs; (3) the main network's
+#: learning rate ttsr.refsr.lr_start decays to ttsr.refsr.lr_end over the run (cosine) instead
+#: of train.lr constant (refsr.training.ttsr.TTSRTrainer).
+_TTSR_REFSR = dict(architecture="refsr.models.ttsr:TTSRResidual", recipe="refsr", **_TTSR)
 
 #: C2-Matching as released: imported, never trained here (sizes from the released files).
 _C2 = dict(architecture="refsr.models.c2matching:C2Matching", arch_keys=("ngf", "n_blocks", "groups"),
@@ -148,9 +161,13 @@ _ENTRIES: tuple[ModelSpec, ...] = (
                   correspondence=True, trainer=_OFFICIAL_TRAINER, recipe="official"),
         # TTSR and TTSR-rec, trained from scratch as released (TTSR's first iterations are
         # reconstruction-only: ttsr.init_iterations), see refsr.models.ttsr, refsr.training.ttsr.
-        ModelSpec("ttsr_rec", REFERENCE_BASED, "TTSR-rec", losses=("reconstruction",), **_TTSR),
-        ModelSpec("ttsr", REFERENCE_BASED, "TTSR",
-                  losses=("reconstruction", "perceptual", "transferal", "adversarial"), **_TTSR),
+        # Official first: their default recipe (released weights, refsr import-weights).
+        ModelSpec("ttsr_rec", REFERENCE_BASED, "TTSR-rec", losses=("reconstruction",), **_TTSR_OFFICIAL),
+        ModelSpec("ttsr", REFERENCE_BASED, "TTSR", losses=_TTSR_LOSSES, **_TTSR_OFFICIAL),
+        # Recipe refsr (_TTSR_REFSR): residual over bicubic, ttsr from ttsr_rec, a decaying rate.
+        ModelSpec("ttsr_rec", REFERENCE_BASED, "TTSR-rec", losses=("reconstruction",), **_TTSR_REFSR),
+        ModelSpec("ttsr", REFERENCE_BASED, "TTSR", losses=_TTSR_LOSSES, parent="ttsr_rec", init="full",
+                  **_TTSR_REFSR),
         # C2-Matching (yumingj/C2-Matching) from its released weights only, run by its released test
         # path (refsr.models.c2matching): c2matching_rec = the MSE-trained restoration network.
         ModelSpec("c2matching_rec", REFERENCE_BASED, "C2-Matching-rec", losses=("reconstruction",), **_C2),
@@ -167,7 +184,7 @@ _ENTRIES: tuple[ModelSpec, ...] = (
 RECIPES: dict[str, dict[str, ModelSpec]] = {}
 for _spec in _ENTRIES:
     RECIPES.setdefault(_spec.name, {})[_spec.recipe] = _spec
-_SHARED = ("kind", "label", "parent", "correspondence", "textures")
+_SHARED = ("kind", "label", "correspondence", "textures")
 for _name, _variants in RECIPES.items():
     _first = next(iter(_variants.values()))
     assert all(getattr(v, f) == getattr(_first, f) for v in _variants.values() for f in _SHARED), _name
@@ -214,31 +231,39 @@ def trainable() -> list[str]:
     return [n for n, s in MODELS.items() if s.trainable]
 
 
-def ancestors(name: str) -> list[str]:
-    """The training chain above ``name``, nearest parent first."""
-    out, spec = [], get(name)
-    while spec.parent is not None:
-        out.append(spec.parent)
-        spec = get(spec.parent)
+def parent_of(name: str, config: Mapping | None = None) -> str | None:
+    """The model ``name`` starts from in the recipe ``config`` gives it (``None``: its default
+    recipe's parent)."""
+    return (get(name) if config is None else spec_for(name, config)).parent
+
+
+def ancestors(name: str, config: Mapping | None = None) -> list[str]:
+    """The training chain above ``name`` (in ``config``'s recipes), nearest parent first."""
+    out, parent = [], parent_of(name, config)
+    while parent is not None:
+        out.append(parent)
+        parent = parent_of(parent, config)
     return out
 
 
-def with_ancestors(models: Iterable[str], given: Iterable[str] = ()) -> list[str]:
-    """``models`` and every model they are trained from, in registry order. A model in
-    ``given`` (its weights come from elsewhere, e.g. released weights) needs no parent."""
+def with_ancestors(models: Iterable[str], given: Iterable[str] = (), config: Mapping | None = None) -> list[str]:
+    """``models`` and every model they are trained from (in ``config``'s recipes), in registry
+    order. A model in ``given`` (its weights come from elsewhere, e.g. released weights) needs
+    no parent."""
     given, wanted = set(given), set()
     for m in models:
         wanted.add(m)
-        while m not in given and get(m).parent is not None:
-            m = get(m).parent
+        while m not in given and parent_of(m, config) is not None:
+            m = parent_of(m, config)
             wanted.add(m)
     return [n for n in MODELS if n in wanted]
 
 
-def leaves(models: Iterable[str], kind: str) -> list[str]:
-    """Of ``models``, those of ``kind`` that no other listed model is trained from."""
+def leaves(models: Iterable[str], kind: str, config: Mapping | None = None) -> list[str]:
+    """Of ``models``, those of ``kind`` that no other listed model is trained from (in
+    ``config``'s recipes)."""
     models = list(models)
-    parents = {MODELS[m].parent for m in models if m in MODELS}
+    parents = {parent_of(m, config) for m in models if m in MODELS}
     return [m for m in MODELS if m in models and MODELS[m].kind == kind and m not in parents]
 
 
@@ -252,7 +277,7 @@ def to_train(config: Mapping) -> list[str]:
     """The models the pipeline trains, in registry order (parents first): the listed models
     and every model they start from, less those whose weights are imported."""
     given = config.get("pretrained", {})
-    return [m for m in with_ancestors(config["models"], given=given) if trained_here(m, config)]
+    return [m for m in with_ancestors(config["models"], given=given, config=config) if trained_here(m, config)]
 
 
 def correspondence_recipe(config: Mapping) -> str:

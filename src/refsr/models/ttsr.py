@@ -324,6 +324,38 @@ class TTSR(nn.Module):
         return self.MainNet(lr, maps["S"], maps["relu3_1"], maps["relu2_1"], maps["relu1_1"])
 
 
+class TTSRResidual(TTSR):
+    """Recipe ``refsr``'s TTSR: the released network (same modules, parameter names, search and
+    transfer) predicting a residual over the bicubic ×4 upsampling of its LR input.
+
+    ``sr = bicubic(lr) + MainNet(lr, S, T)``, where ``bicubic`` is ``F.interpolate`` (the
+    base SRResNet and SRNTT of recipe ``refsr`` use, :func:`refsr.models.srresnet.bicubic_x4`,
+    so the base of a tile is the tile's own); the last convolution of the merge tail starts at
+    zero, so an untrained network returns the bicubic image. The released network has no skip
+    (its merge tail's output, clamped to [-1, 1], is the image); here that clamp bounds the
+    residual and the sum is not clamped (outputs are rounded to 8 bits when written). Everything
+    else is :class:`TTSR`.
+    """
+
+    def __init__(self, n_blocks: Sequence[int] | str = (16, 16, 8, 4), n_feats: int = 64,
+                 res_scale: float = 1.0):
+        super().__init__(n_blocks, n_feats, res_scale)
+        nn.init.zeros_(self.MainNet.merge_tail.conv_tail2.weight)
+        nn.init.zeros_(self.MainNet.merge_tail.conv_tail2.bias)
+
+    @staticmethod
+    def base(lr: Tensor) -> Tensor:
+        """The bicubic ×4 upsampling the network adds its output to."""
+        return _up(lr, 4)
+
+    def forward(self, lr: Tensor, lrsr: Tensor, ref: Tensor, refsr: Tensor):
+        sr, S, T_lv3, T_lv2, T_lv1 = super().forward(lr, lrsr, ref, refsr)
+        return sr + self.base(lr), S, T_lv3, T_lv2, T_lv1
+
+    def run_main(self, lr: Tensor, maps: dict[str, Tensor]) -> Tensor:
+        return super().run_main(lr, maps) + self.base(lr)
+
+
 class TTSRCritic(nn.Module):
     """The released critic (``loss/discriminator.py``): five [3x3 conv s1, 3x3 conv s2] pairs,
     32 → 512 channels, LeakyReLU 0.2, no normalisation, then dense 1024 and dense 1 on the

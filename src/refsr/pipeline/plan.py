@@ -147,7 +147,7 @@ class Plan:
     def train_inputs(self, model: str, train: str | None = None) -> dict[str, str]:
         """Inputs of train (and train_variant): the training data, its correspondences, the
         parent's checkpoint, all of the same training degradation."""
-        ds, spec = self.config["train_dataset"], registry.get(model)
+        ds, spec = self.config["train_dataset"], registry.spec_for(model, self.config)  # its recipe's parent
         inputs = {"manifest": f"results/data/{ds}/manifest.csv", "lr": self.lr_dir(ds, train=train)}
         if spec.correspondence:
             inputs["corr"] = f"{self.chain_prefix(train)}/correspondence/{ds}"

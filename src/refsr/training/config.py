@@ -65,8 +65,11 @@ def loss_for(model: str, loss: Mapping, recipe: str | None = None) -> dict:
 
 
 #: Keys of the ``ttsr`` section its training loop reads (``init_iterations`` only with more
-#: terms than reconstruction: TTSR-rec has no reconstruction-only phase).
+#: terms than reconstruction in recipe official: TTSR-rec has no reconstruction-only phase, and
+#: recipe refsr's TTSR starts from the trained TTSR-rec instead); recipe refsr adds its
+#: ``ttsr.refsr`` keys (the main network's learning-rate schedule).
 TTSR_TRAIN_KEYS = ("lr_lte", "lr_critic", "critic_steps")
+TTSR_REFSR_KEYS = ("lr", "lr_end")
 
 
 def recipe_options(model: str, config: Mapping, recipe: str | None = None) -> dict:
@@ -77,7 +80,9 @@ def recipe_options(model: str, config: Mapping, recipe: str | None = None) -> di
     if spec.textures == "learned":  # TTSR: its own section, and the resizing of LR↑ and Ref↓↑
         ttsr = config["ttsr"]
         out = {k: ttsr[k] for k in TTSR_TRAIN_KEYS if "adversarial" in spec.losses or k == "lr_lte"}
-        if len(spec.losses) > 1:
+        if spec.recipe == "refsr":
+            out.update({k: float(ttsr["refsr"][k]) for k in TTSR_REFSR_KEYS})
+        elif len(spec.losses) > 1:
             out["init_iterations"] = int(ttsr["init_iterations"])
         out["resize"] = config["resize"]
         return out

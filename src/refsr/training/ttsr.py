@@ -26,11 +26,20 @@ seeded function of the iteration (:func:`refsr.training.data.batch_indices`) and
 penalty's ε is seeded by (seed, iteration), so a resumed run equals an uninterrupted one; the
 released StepLR (``--decay 999999``) never fires within a run and is left out; the search runs
 through :mod:`refsr.matching.relevance` (same indices and scores, bounded memory).
+
+Recipe ``refsr`` (:data:`refsr.models.registry._TTSR_REFSR`) runs this loop with three changes:
+the network is :class:`refsr.models.ttsr.TTSRResidual` (a residual over bicubic); ``ttsr``
+starts from the trained ``ttsr_rec`` checkpoint (every weight, the LTE included: the registry's
+``parent`` / ``init``), so it has no reconstruction-only phase of its own; and the learning
+rates fall from ``ttsr.refsr.lr`` to ``ttsr.refsr.lr_end`` over the run (half a cosine, a
+function of the iteration, so a resumed run is unchanged), the LTE's ``ttsr.lr_lte`` scaled by
+the same factor.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -49,7 +58,7 @@ from refsr.training.config import TrainConfig
 from refsr.training.data import TrainingSet, batch_indices
 from refsr.training.losses import LossConfig
 from refsr.training.parallel import DistContext
-from refsr.training.trainer import Trainer, _seeded
+from refsr.training.trainer import Trainer, _initialise, _seeded
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +111,7 @@ class TTSRTrainer(Trainer):
         with _seeded(cfg.seed):
             self.model = build_model(cfg.model, cfg.arch, where="ttsr.arch", recipe=cfg.recipe)
         lte_source = self.model.LTE.load_imagenet(vgg_weights)
+        _initialise(self.model, cfg.model, init_ckpt, cfg.recipe)  # recipe refsr's ttsr: from ttsr_rec
         self.model = self.model.to(self.device)
         self.model.max_mb = cfg.max_mb
         self.provenance = {"lte_init": lte_source}
@@ -112,9 +122,13 @@ class TTSRTrainer(Trainer):
             self.vgg = load_vgg19(layers=(self.loss_cfg.perceptual_layer,), weights=vgg_weights,
                                   device=self.device)
         lte = [p for p in self.model.LTE.parameters() if p.requires_grad]
-        self.opt = torch.optim.Adam([{"params": list(self.model.MainNet.parameters()), "lr": cfg.lr},
+        #: the main network's rate: train.lr (official), or ttsr.refsr.lr falling to lr_end (refsr)
+        self.lr_start = float(cfg.options.get("lr", cfg.lr))
+        self.lr_end = float(cfg.options.get("lr_end", self.lr_start))
+        self.opt = torch.optim.Adam([{"params": list(self.model.MainNet.parameters()), "lr": self.lr_start},
                                      {"params": lte, "lr": float(cfg.options["lr_lte"])}],
                                     betas=BETAS, eps=ADAM_EPS)
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.disc = self.disc_opt = None
         self.critic_steps = int(cfg.options.get("critic_steps", 0))
         if self.loss_cfg.adversarial > 0:
@@ -153,12 +167,23 @@ class TTSRTrainer(Trainer):
             row = {"d_wgan": terms["wgan"].item(), "d_gp": terms["gp"].item()}
         return row
 
+    def lr_at(self, it: int) -> float:
+        """The main network's learning rate at iteration ``it``: half a cosine from ``lr_start``
+        to ``lr_end`` over ``cfg.iterations`` (constant when they are equal, as released)."""
+        if self.lr_end == self.lr_start:
+            return self.lr_start
+        t = min(it, max(self.cfg.iterations - 1, 1)) / max(self.cfg.iterations - 1, 1)
+        return self.lr_end + 0.5 * (self.lr_start - self.lr_end) * (1.0 + math.cos(math.pi * t))
+
     def step(self, it: int) -> dict:
+        lr = self.lr_at(it)
+        for group, base in zip(self.opt.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * lr / self.lr_start
         b = self._ttsr_batch(it)
         sr, _S, t3, t2, t1 = self.model(b["lr"], b["lrsr"], b["ref"], b["refsr"])
         cfg = self.loss_cfg
         terms = {"reconstruction": F.l1_loss(sr, b["hr"])}
-        row: dict = {"lr": self.cfg.lr}
+        row: dict = {"lr": lr}
         if it >= self.init_iterations:
             if cfg.perceptual > 0:
                 sr_feats = self.vgg((sr + 1) / 2)[cfg.perceptual_layer]
