@@ -124,6 +124,12 @@ def test_row_ttsr_keys_rerun_only_the_ttsr_models_that_use_them():
     assert reruns(**{"ttsr.arch.n_feats": 12}) == {"train": ["ttsr_rec", "ttsr"], "tables": [""]}
 
 
+def test_row_an_external_method_runs_its_own_jobs_and_the_benchmark_only():
+    ext = {"theirs": {"kind": "outputs", "path": "elsewhere", "levels": ["L1"], "pattern": "{group}.png"}}
+    assert reruns(external=ext) == {"external_outputs": ["embedded/theirs"], "evaluate": ["embedded/theirs"],
+                                    "evaluate_presets": evaluated(EVERY + ["theirs"]), "tables": [""]}
+
+
 def test_row_data_keys_rerun_the_data_stage():
     assert reruns(**{"datasets.embedded.train_photos": ["hubble_deep_field", "retina"]}) == {
         "build_dataset": ["embedded"], "tables": [""]}

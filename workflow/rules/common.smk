@@ -11,6 +11,7 @@ from pathlib import Path
 from refsr.core import config as refsr_config
 from refsr.core.errors import RefsrError
 from refsr.data.checks import check_datasets
+from refsr.evaluation import external
 from refsr.models import importers, registry
 from refsr.pipeline import jobs
 from refsr.pipeline.plan import Plan, degradations
@@ -34,12 +35,18 @@ try:
     registry.check_config(_validated)
     importers.check_config(_validated)
     importers.check_files(_validated)
+    external.check_config(_validated, registry.names())
 except RefsrError as err:
     sys.exit(f"refsr: invalid configuration: {err}")
 config.clear()
 config.update(_validated)
 
 PLAN = Plan(config)
+try:
+    # external methods' folders; their images too once the dataset and tiers are built
+    PLAN.check_external()
+except RefsrError as err:
+    sys.exit(f"refsr: {err}")
 USE_GPU = PLAN.use_gpu
 VARIANTS = PLAN.variants
 # Conda environment (--sdm conda) of the rules that take a GPU when the config says cuda:
@@ -49,7 +56,8 @@ GPU_RULE_ENV = "../../envs/refsr-gpu.yaml" if USE_GPU else "../../envs/refsr.yam
 
 wildcard_constraints:
     dataset="|".join(map(re.escape, PLAN.datasets)),
-    model="|".join(registry.names()),
+    # the models of the registry, and the external methods (evaluated, not run)
+    model="|".join(map(re.escape, registry.names() + list(PLAN.external))),
 
 
 def paper_tables():
@@ -64,4 +72,19 @@ def paper_tables():
         ),
         "paper_md": "results/tables/paper_vs_reproduced.md",
         "paper_tex": "results/tables/paper_vs_reproduced.tex",
+    }
+
+
+def benchmark_tables():
+    """The benchmark table's outputs, when a method comes from elsewhere (PLAN.benchmark)."""
+    if not PLAN.benchmark:
+        return {}
+    return {
+        "benchmark_csv": report(
+            "results/tables/benchmark.csv",
+            caption="../report/benchmark.rst",
+            category="Tables",
+        ),
+        "benchmark_md": "results/tables/benchmark.md",
+        "benchmark_tex": "results/tables/benchmark.tex",
     }

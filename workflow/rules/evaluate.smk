@@ -28,17 +28,45 @@ rule evaluate:
         runtime=60,
         gpu=USE_GPU,
     params:
-        job=jobs.evaluate(config),
+        job=lambda wc: jobs.evaluate(config, wc.model),
     script:
         "../../scripts/evaluate.py"
+
+
+# The benchmark table's protocol comparison: L1 and ALL_STITCHED under every preset.
+rule evaluate_presets:
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+        images="results/data/{dataset}/images",
+        sr="results/sr/{dataset}/{model}",
+        tiers="results/tiers/{dataset}.csv",
+    output:
+        "results/eval/{dataset}/presets/{model}.csv",
+    log:
+        "results/logs/evaluate_presets/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate_presets/{dataset}/{model}.tsv"
+    conda:
+        "../../envs/refsr.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        job=lambda wc: jobs.evaluate_presets(config, wc.model),
+    script:
+        "../../scripts/evaluate_presets.py"
 
 
 rule tables:
     input:
         csv=PLAN.eval_csvs(),
         json=PLAN.eval_jsons(),
+        presets=PLAN.preset_csvs(),
+        released=PLAN.released_records(),
     output:
         **paper_tables(),
+        **benchmark_tables(),
         main_csv=report(
             "results/tables/main.csv",
             caption="../report/main_table.rst",

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from refsr.core.config import canonical, digest
-from refsr.evaluation import variants
+from refsr.evaluation import external, presets, variants
 from refsr.evaluation.protocol import protocol_from_config
 from refsr.features.weights import needed as weights_needed
 from refsr.models import registry
@@ -168,9 +168,28 @@ def infer(config: Mapping, model: str) -> dict:
 
 # --------------------------------------------------------------------------- evaluation and report
 
-def evaluate(config: Mapping) -> dict:
-    return canonical({**subset(config, "scale", "resize", "device", "evaluation"),
+def evaluate(config: Mapping, model: str | None = None) -> dict:
+    """The protocol and the evaluation section; for an external method (config ``external``)
+    its levels replace ``evaluation.levels`` (the levels its folder has images for)."""
+    ev = dict(config["evaluation"])
+    if model in (config.get("external") or {}):
+        ev["levels"] = external.entries(config)[model].levels_in(ev["levels"])
+    return canonical({**subset(config, "scale", "resize", "device"), "evaluation": ev,
                       "protocol_text": protocol_from_config(config).describe()})
+
+
+def evaluate_presets(config: Mapping, model: str) -> dict:
+    """The levels of :data:`~refsr.evaluation.presets.PRESET_LEVELS` the method is evaluated at,
+    and what every preset's protocol takes from the config (scale, LR resize)."""
+    levels = evaluate(config, model)["evaluation"]["levels"]
+    return canonical({**subset(config, "scale", "resize"), "levels": presets.preset_levels(levels)})
+
+
+def external_outputs(config: Mapping, external_name: str) -> dict:
+    """An external method's entry and the levels it is checked and copied at."""
+    ext = external.entries(config)[external_name]
+    return canonical({"external": config["external"][external_name], "scale": config["scale"],
+                      "levels": ext.levels_in(config["evaluation"]["levels"])})
 
 
 def tables(config: Mapping) -> dict:
@@ -178,7 +197,10 @@ def tables(config: Mapping) -> dict:
     config (less :data:`SETTINGS`) that the captions carry; not the whole config."""
     paper = next((ds for ds in config["eval_datasets"] if config["datasets"][ds]["kind"] == "cufed5"), None)
     return canonical({
-        **subset(config, "scale", "resize", "evaluation", "models", "recipe", "vgg19_weights"),
+        **subset(config, "scale", "resize", "evaluation", "models", "recipe", "vgg19_weights", "external"),
+        "methods": list(config["models"]) + list(config["external"]),
+        "origins": origins(config),
+        "benchmark": benchmark_made(config),
         "official": {"vgg19_mat": config["official"]["vgg19_mat"]},
         "loss": {"perceptual_layer": config["loss"]["perceptual_layer"]},
         "ttsr": {"loss": {"perceptual_layer": config["ttsr"]["loss"]["perceptual_layer"]}},
@@ -187,6 +209,28 @@ def tables(config: Mapping) -> dict:
         "config_hash": digest(tracked(config)),
         "protocol_text": protocol_from_config(config).describe(),
     })
+
+
+def benchmark_made(config: Mapping) -> bool:
+    """Whether the tables include the benchmark table: the run evaluates a method whose weights
+    or images come from elsewhere (imported released weights, an external method)."""
+    return bool(config["external"]) or any(m in config["pretrained"] for m in config["models"])
+
+
+def origins(config: Mapping) -> dict[str, str]:
+    """Where each evaluated method's SR images come from, for the benchmark table: trained here,
+    released weights (and their importer), or external images (and their source)."""
+    out = {}
+    for m in config["models"]:
+        if not registry.get(m).has_weights:
+            out[m] = "no weights (interpolation)"
+        elif m in config["pretrained"]:
+            out[m] = f"imported weights ({config['pretrained'][m]['source']})"
+        else:
+            out[m] = "trained here"
+    for name, ext in external.entries(config).items():
+        out[name] = f"external images ({ext.source or ext.path})"
+    return out
 
 
 def learned_texture_models(config: Mapping) -> list[str]:

@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from refsr.core.config import schema
-from refsr.evaluation import variants
+from refsr.core.errors import RefsrError
+from refsr.data import read_manifest
+from refsr.evaluation import external, variants
 from refsr.models import registry
-from refsr.pipeline.jobs import learned_texture_models
+from refsr.pipeline.jobs import benchmark_made, learned_texture_models
+from refsr.similarity.tiers import read_tiers
 
 #: Table name -> file stem of the tables rule's outputs.
-TABLES = {"main": "main", "per_level": "per_level", "paper": "paper_vs_reproduced"}
+TABLES = {"main": "main", "per_level": "per_level", "paper": "paper_vs_reproduced", "benchmark": "benchmark"}
 #: Figure name -> file stem of the figures rule's outputs (one of each per dataset).
 FIGURES = {"levels": "metric_vs_level", "grid": "comparison", "corr": "correspondence"}
 TABLE_EXTS, FIGURE_EXTS = ("csv", "md", "tex"), ("png", "pdf")
@@ -51,6 +55,16 @@ class Plan:
     def models(self) -> list[str]:
         return list(self.config["models"])
 
+    @cached_property
+    def external(self) -> dict[str, external.ExternalOutputs]:
+        """The config's external methods (SR images made elsewhere), by name."""
+        return external.entries(self.config)
+
+    @property
+    def methods(self) -> list[str]:
+        """What is evaluated and tabulated: the models, then the external methods."""
+        return self.models + list(self.external)
+
     @property
     def pretrained(self) -> dict:
         return dict(self.config["pretrained"])
@@ -67,6 +81,11 @@ class Plan:
     def paper_dataset(self) -> str | None:
         """The first evaluated dataset of kind cufed5: it gets the paper-vs-reproduced table."""
         return next((ds for ds in self.eval_datasets if self.config["datasets"][ds]["kind"] == "cufed5"), None)
+
+    @property
+    def benchmark(self) -> bool:
+        """Whether the tables rule makes the benchmark table (:func:`jobs.benchmark_made`)."""
+        return benchmark_made(self.config)
 
     @cached_property
     def other_train(self) -> list[str]:
@@ -110,14 +129,25 @@ class Plan:
     def eval_csvs(self, datasets: Sequence[str] | None = None, models: Sequence[str] | None = None) -> list[str]:
         """Evaluation CSVs of every (dataset, model), datasets outer, models inner."""
         return [f"results/eval/{ds}/{m}.csv" for ds in (datasets or self.eval_datasets)
-                for m in (models or self.models)]
+                for m in (models or self.methods)]
 
-    def eval_jsons(self, datasets: Sequence[str] | None = None) -> list[str]:
-        return [p.removesuffix(".csv") + ".json" for p in self.eval_csvs(datasets)]
+    def eval_jsons(self, datasets: Sequence[str] | None = None, models: Sequence[str] | None = None) -> list[str]:
+        return [p.removesuffix(".csv") + ".json" for p in self.eval_csvs(datasets, models)]
+
+    def released_records(self) -> list[str]:
+        """The sha256 records of the imported weights of the listed models (the captions')."""
+        return [f"results/imported/{m}/released.json" for m in self.models if m in self.pretrained]
+
+    def preset_csvs(self) -> list[str]:
+        """The scores under every protocol preset the benchmark table reads (none without it)."""
+        if not self.benchmark:
+            return []
+        return [f"results/eval/{ds}/presets/{m}.csv" for ds in self.eval_datasets for m in self.methods]
 
     def table_paths(self) -> dict[str, str]:
-        """{main,per_level[,paper]}_{csv,md,tex} -> path of the tables rule's outputs."""
-        names = [t for t in TABLES if t != "paper" or self.paper_dataset is not None]
+        """{main,per_level[,paper][,benchmark]}_{csv,md,tex} -> path of the tables rule's outputs."""
+        made = {"paper": self.paper_dataset is not None, "benchmark": self.benchmark}
+        names = [t for t in TABLES if made.get(t, True)]
         return {f"{t}_{ext}": f"results/tables/{TABLES[t]}.{ext}" for t in names for ext in TABLE_EXTS}
 
     def figure_paths(self, dataset: str = "{dataset}") -> dict[str, str]:
@@ -173,6 +203,28 @@ class Plan:
             inputs["checkpoint"] = self.checkpoint(model)
         return {**inputs, **self.sisr_input(model, self.config["reference"]["degrade"])}
 
+    def external_inputs(self, dataset: str, name: str) -> dict[str, str]:
+        """The dataset (its images give the sizes), its tiers (which cells exist) and the folder."""
+        return {"manifest": f"results/data/{dataset}/manifest.csv", "images": f"results/data/{dataset}/images",
+                "tiers": f"results/tiers/{dataset}.csv", "folder": str(self.external[name].folder(dataset))}
+
+    def check_external(self) -> None:
+        """At DAG build, one line per external method with problems: its folder must exist; once
+        the dataset and its tiers are built (a later run), every image it must have is checked
+        (missing, unreadable, mis-sized: all listed). Reads image headers only."""
+        for name, ext in self.external.items():
+            levels = ext.levels_in(self.config["evaluation"]["levels"])
+            for ds in self.eval_datasets:
+                folder = ext.folder(ds)
+                if not folder.is_dir():
+                    raise RefsrError(f"config key external.{name}.path", f"folder {folder} not found")
+                manifest, tiers = Path(f"results/data/{ds}/manifest.csv"), Path(f"results/tiers/{ds}.csv")
+                if manifest.is_file() and tiers.is_file():
+                    found = external.problems(ext, read_manifest(manifest, ds), read_tiers(tiers), levels,
+                                              int(self.config["scale"]))
+                    if found:
+                        raise RefsrError(f"config key external.{name}.path", external.problem_line(ext, ds, found))
+
     def infer_gpu(self, model: str) -> int:
         """Inference takes a GPU (when the config says cuda) for models with a network."""
         return self.use_gpu if registry.get(model).has_weights else 0
@@ -189,7 +241,8 @@ class Plan:
         return inputs
 
     def figures_inputs(self, dataset: str) -> dict[str, list[str] | str]:
-        return {"csv": self.eval_csvs([dataset]), "json": self.eval_jsons([dataset]),
+        # the models' figures: external methods are in the tables only
+        return {"csv": self.eval_csvs([dataset], self.models), "json": self.eval_jsons([dataset], self.models),
                 "sr": [f"results/sr/{dataset}/{m}" for m in self.models],
                 "manifest": f"results/data/{dataset}/manifest.csv", "images": f"results/data/{dataset}/images",
                 "lr": self.lr_dir(dataset), "tiers": f"results/tiers/{dataset}.csv",

@@ -25,7 +25,9 @@ SPECS: dict[str, tuple[Callable[..., dict], tuple[str, ...]]] = {
     "train": (jobs.train, ("model",)),
     "import_weights": (jobs.import_weights, ("model",)),
     "infer": (jobs.infer, ("model",)),
-    "evaluate": (jobs.evaluate, ()),
+    "external_outputs": (jobs.external_outputs, ("external_name",)),
+    "evaluate": (jobs.evaluate, ("model",)),
+    "evaluate_presets": (jobs.evaluate_presets, ("model",)),
     "tables": (jobs.tables, ()),
     "figures": (jobs.figures, ()),
 }
@@ -46,6 +48,11 @@ def main_jobs(config: Mapping) -> list[Job]:
     for ds in plan.eval_datasets:
         for m in plan.models:
             out += [(rule, (("dataset", ds), ("model", m))) for rule in ("infer", "evaluate")]
+        for m in plan.external:
+            out += [("external_outputs", (("dataset", ds), ("external_name", m))),
+                    ("evaluate", (("dataset", ds), ("model", m)))]
+        if plan.benchmark:
+            out += [("evaluate_presets", (("dataset", ds), ("model", m))) for m in plan.methods]
         out.append(("figures", (("dataset", ds),)))
     out.append(("tables", ()))
     return out

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from refsr.core.config import digest
+from refsr.evaluation.external import entries
 from refsr.evaluation.protocol import protocol_from_config
 from refsr.features.matconvnet import official_vgg_provenance
 from refsr.features.vgg import resolve_source
@@ -117,10 +118,25 @@ class Provenance:
     config_hash: str
     datasets: dict[str, int] = field(default_factory=dict)  # name -> number of test images
     recipes: dict[str, str] = field(default_factory=dict)  # model -> recipe it ran with
+    #: external method -> its row label (``Theirs (external)``) and where its images come from
+    external: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: imported model -> the files its weights were read from, with their sha256
+    released: dict[str, str] = field(default_factory=dict)
 
     def row(self, model: str) -> str:
-        """A table row's name: the model and its recipe (``srntt (refsr)``)."""
+        """A table row's name: the model and its recipe (``srntt (refsr)``), or an external
+        method's label marked external."""
+        if model in self.external:
+            return self.external[model][0]
         return registry.row_label(model, self.recipes.get(model, ""))
+
+    def external_sentence(self, methods: Sequence[str]) -> str:
+        """Where the external methods among ``methods`` come from (empty: none)."""
+        ext = [m for m in methods if m in self.external]
+        if not ext:
+            return ""
+        return ("External methods, scored from their own SR images (config external), not run by refsr: "
+                + "; ".join(f"{self.external[m][0]} from {self.external[m][1]}" for m in ext) + ".")
 
     def sentence(self, datasets: Sequence[str] | None = None) -> str:
         names = list(datasets) if datasets is not None else list(self.datasets)
@@ -128,8 +144,10 @@ class Provenance:
         used = sorted({r for r in self.recipes.values() if r})
         recipes = (f" Recipes (in brackets after each model): {', '.join(used)}"
                    f" ({'; '.join(RECIPE_TEXT.get(r, r) for r in used)}).") if used else ""
+        imported = (" Imported weights: " + "; ".join(f"{m} from {files}" for m, files in self.released.items())
+                    + ".") if self.released else ""
         return (f"Dataset: {ds}. Protocol: {self.protocol} VGG19 weights: {self.vgg19}. "
-                f"{self.lpips}.{recipes} Code: git {self.commit}; config sha256 {self.config_hash}.")
+                f"{self.lpips}.{recipes}{imported} Code: git {self.commit}; config sha256 {self.config_hash}.")
 
 
 def code_version() -> str:
@@ -151,9 +169,10 @@ config_hash = digest
 
 
 def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
-                     hashed: str | None = None) -> tuple[Provenance, bool]:
+                     hashed: str | None = None, released: Mapping[str, str] | None = None) -> tuple[Provenance, bool]:
     """The caption facts of a table; ``hashed``: the config hash as the job spec computed it
-    (default: the hash of ``config``)."""
+    (default: the hash of ``config``); ``released``: imported model -> its files and sha256
+    (:func:`refsr.models.importers.describe_record`)."""
     lp_text, lp_ok = lpips_provenance(metas.values())
     lp_text = f"{lp_text}. {stlpips_provenance(metas.values())}"
     datasets: dict[str, int] = {}
@@ -163,5 +182,7 @@ def build_provenance(config: Mapping[str, Any], metas: Mapping, evals: Mapping,
                       vgg19=vgg_sentence(config), lpips=lp_text,
                       commit=code_version(), config_hash=hashed or digest(config),
                       datasets=datasets,
-                      recipes={m: registry.recipe_of(m, config) for m in config["models"]})
+                      recipes={m: registry.recipe_of(m, config) for m in config["models"]},
+                      external={n: (e.row_label, e.source or str(e.path)) for n, e in entries(config).items()},
+                      released=dict(released or {}))
     return prov, lp_ok

@@ -39,6 +39,8 @@ NA = "n/a"
 ABSENT_MD = "\u2014"  # em dash, no dagger: no image has a reference at this level
 ABSENT_TEX = "---"
 SUMMARY_COLUMNS = ("dataset", "model", "level", "n_images", "n_level", "n_missing", *METRICS)
+NOT_GIVEN = "n/g"  # an external method's folder has no images at this level
+NOT_GIVEN_NOTE = "n/g: not given (the external method's folder has no images at this level)."
 COUNT_NOTE = ("n = k/N: mean over the k of the N test images that have a reference at this "
               "level (the others have none: structurally absent, see the tiers CSV).")
 
@@ -55,13 +57,17 @@ def load_evals(csv_paths: Iterable[str | os.PathLike]) -> tuple[dict, dict]:
 
 
 def summarise(evals: Mapping[tuple[str, str], pd.DataFrame],
-              levels: Sequence[str] = EVAL_LEVELS) -> pd.DataFrame:
+              levels: Sequence[str] = EVAL_LEVELS,
+              metas: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Tidy means: one row per (dataset, model, level).
 
     ``n_images`` is the number of test images of the dataset (union over its models);
     ``n_level`` the images that have the level (a row in the model's CSV); ``n_missing``
     those of them without an SR output for that (model, level). A metric's mean is NaN
     unless *every* image that has the level has a value; ``{metric}_n`` counts those that do.
+    ``given`` is False at a level the model's evaluation did not cover (its sidecar's
+    ``levels`` in ``metas``: an external method whose folder has only some levels); the
+    tables show such a cell as ``n/g``, neither absent nor a failure.
     """
     images: dict[str, set[str]] = {}
     for (ds, _), df in evals.items():
@@ -73,21 +79,24 @@ def summarise(evals: Mapping[tuple[str, str], pd.DataFrame],
             part = df[df["level"] == level].drop_duplicates("image")
             scored = part.dropna(subset=["psnr"])
             k = len(part)
+            given = metas is None or level in (metas.get((ds, model)) or {}).get("levels", levels)
             row: dict[str, Any] = {"dataset": ds, "model": model, "level": level, "n_images": n,
-                                   "n_level": k, "n_missing": k - len(scored)}
+                                   "n_level": k, "n_missing": k - len(scored), "given": given}
             for m in METRICS:
                 vals = part[m].dropna()
                 row[f"{m}_n"] = len(vals)
                 row[m] = float(vals.mean()) if len(vals) == k and k > 0 else math.nan
             rows.append(row)
-    cols = list(SUMMARY_COLUMNS) + [f"{m}_n" for m in METRICS]
+    cols = list(SUMMARY_COLUMNS) + [f"{m}_n" for m in METRICS] + ["given"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def cell_status(row: Mapping[str, Any], metric: str, lpips_available: bool) -> str:
-    """``ok`` | ``absent`` (no image has the level) | ``missing`` (some images that have it
+    """``ok`` | ``not_given`` (the method's evaluation did not cover the level) | ``absent`` (no image has the level) | ``missing`` (some images that have it
     lack a value: a failure) | ``na`` (LPIPS not computed at all, or ST-LPIPS disabled in the
     config: no value for any image that has an SR output)."""
+    if not row.get("given", True):
+        return "not_given"
     k = row["n_level"]
     if k == 0:
         return "absent"
@@ -102,7 +111,7 @@ def cell_status(row: Mapping[str, Any], metric: str, lpips_available: bool) -> s
 
 def partial(row: Mapping[str, Any]) -> bool:
     """Some (or all) images are structurally absent at the row's level."""
-    return row["n_level"] < row["n_images"]
+    return bool(row.get("given", True)) and row["n_level"] < row["n_images"]
 
 
 def count_suffix(row: Mapping[str, Any], tex: bool = False) -> str:
@@ -114,8 +123,10 @@ def count_suffix(row: Mapping[str, Any], tex: bool = False) -> str:
 
 
 def count_notes(summary: pd.DataFrame) -> list[str]:
-    """The footnote explaining ``n = k/N`` when some cell of ``summary`` shows one."""
-    return [COUNT_NOTE] if any(partial(r) for r in summary.to_dict("records")) else []
+    """The footnotes explaining ``n = k/N`` and ``n/g`` when some cell of ``summary`` shows one."""
+    rows = summary.to_dict("records")
+    return ([COUNT_NOTE] if any(partial(r) for r in rows) else []) + (
+        [NOT_GIVEN_NOTE] if any(not r.get("given", True) for r in rows) else [])
 
 
 def _num(value: float, digits: int) -> str:
@@ -131,6 +142,8 @@ def fmt_cell(row, metric, lpips_available, digits, tex=False) -> str:
         return _num(row[metric], digits[metric])
     if status == "na":
         return NA
+    if status == "not_given":
+        return NOT_GIVEN
     if status == "absent":
         return ABSENT_TEX if tex else ABSENT_MD
     return MISSING_TEX if tex else MISSING_MD
@@ -142,6 +155,8 @@ def missing_notes(summary: pd.DataFrame, lpips_available: bool,
     the images that have the level."""
     notes = []
     for row in summary.to_dict("records"):
+        if not row.get("given", True):
+            continue
         where = f"{row['dataset']}, {row['model']}, {row['level']}"
         of = f"{row['n_level']} images" + (" with a reference at this level" if partial(row) else "")
         if row["n_missing"] > 0:

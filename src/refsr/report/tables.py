@@ -40,6 +40,7 @@ from refsr.report.summary import (
     LABEL,
     MISSING_MD,
     MISSING_TEX,
+    NOT_GIVEN,
     SUMMARY_COLUMNS,
     cell_status,
     count_notes,
@@ -57,9 +58,13 @@ def with_recipe(df: pd.DataFrame, prov: Provenance) -> pd.DataFrame:
 
 
 def _models_note(models: Sequence[str], level: str) -> str:
-    ref = [m for m in models if registry.get(m).uses_reference]
-    other = [m for m in models if not registry.get(m).uses_reference]
+    known = [m for m in models if m in registry.MODELS]  # the others: external methods
+    ref = [m for m in known if registry.get(m).uses_reference]
+    other = [m for m in known if not registry.get(m).uses_reference]
     parts = []
+    if len(known) < len(models):
+        parts.append(f"external methods ({', '.join(m for m in models if m not in known)}) at the "
+                     f"{level} reference as their folders give it")
     if ref:
         parts.append(f"Reference-based models ({', '.join(ref)}) use the {level} reference "
                      f"({'the most similar' if level == 'L1' else 'level ' + level}), the "
@@ -74,7 +79,7 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
     """Models x datasets at ``level``: PSNR / SSIM / LPIPS / ST-LPIPS."""
     sel = summary[summary["level"] == level]
     caption = (f"Mean PSNR (dB), SSIM, LPIPS and ST-LPIPS over each dataset's test images, x4. "
-               f"{_models_note(models, level)} " + prov.sentence(datasets))
+               f"{_models_note(models, level)} " + _external(prov, models) + prov.sentence(datasets))
     notes = missing_notes(sel, lpips_available) + count_notes(sel)
     by = {(r["dataset"], r["model"]): r for r in sel.to_dict("records")}
     header = ["Model"] + [f"{ds} {LABEL[m]}{ARROW[m]}" for ds in datasets for m in METRICS]
@@ -106,6 +111,11 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
                  tex_table(f"{title}. {caption}", "tab:main", colspec, head, tex_rows, notes))
 
 
+def _external(prov: Provenance, models: Sequence[str]) -> str:
+    text = prov.external_sentence(models)
+    return text + " " if text else ""
+
+
 def _metric_cell(row, metric, lpips_available, tex=False) -> str:
     """A main-table cell: the value (or mark) and, at a partly absent level, ``(n = k/N)``."""
     text = fmt_cell(row, metric, lpips_available, DIGITS, tex)
@@ -120,6 +130,8 @@ def _level_cell(row, lpips_available, tex=False) -> str:
     failure shows no count: its mean is not reported."""
     parts = [fmt_cell(row, m, lpips_available, COMPACT_DIGITS, tex) for m in METRICS]
     missing = MISSING_TEX if tex else MISSING_MD
+    if set(parts) == {NOT_GIVEN}:
+        return NOT_GIVEN
     if missing in parts:
         return missing if len(set(parts)) == 1 else ("/" if tex else " / ").join(parts)
     absent = ABSENT_TEX if tex else ABSENT_MD
@@ -139,7 +151,7 @@ def per_level_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequ
                "bicubic and SISR models ignore the reference. A mean is over the test images that "
                "have a reference at the level, with (n = k/N) where that is not all of them; "
                "\u2014\u2020 marks a failure (an SR output that should exist does not). "
-               + prov.sentence(datasets))
+               + _external(prov, models) + prov.sentence(datasets))
     md_parts, tex_parts, notes_all = [], [], []
     for ds in datasets:
         sel = summary[summary["dataset"] == ds]

@@ -52,6 +52,7 @@ import os
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,10 @@ from refsr.core.errors import RefsrError
 from refsr.core.imageio import read_image
 from refsr.core.progress import progress
 from refsr.data.layout import EVAL_LEVELS, LEVELS, REFERENCE_SETS, Dataset
-from refsr.similarity.local import LocalFeatureMatcher
-from refsr.similarity.vgg_score import VGGSimilarity
+
+if TYPE_CHECKING:  # the scorers import torch; reading a tiers table needs none (DAG build)
+    from refsr.similarity.local import LocalFeatureMatcher
+    from refsr.similarity.vgg_score import VGGSimilarity
 
 log = logging.getLogger(__name__)
 
