@@ -211,3 +211,37 @@ def test_benchmark_table_compares_a_published_number_under_its_own_preset_only()
         no_model = rows[(rows["part"] == "published") & rows["method"].isna()]
         assert (no_model["why_not"].str.startswith("not run here")).all()
     assert set(rows[rows["part"] == "preset"]["preset"]) == {"refsr", "ttsr", "basicsr", "mmagic"}
+
+
+def test_the_benchmark_config_plans_every_released_model_on_both_sets_without_training(tmp_path):
+    """configs/benchmark.yaml, with its folders in place (stand-in files: a dry run reads no
+    weights): nothing trains, every model is imported once, every method is evaluated on CUFED5
+    and WR-SR and scored under the presets, and the tables rule writes the benchmark table."""
+    from conftest import planned_jobs
+
+    from refsr.models.importers import RELEASES, released_names
+
+    wd = tmp_path / "bench"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "configs", wd / "configs")
+    for k in range(6):
+        _write(wd / "data/CUFED5" / f"000_{k}.png", 16, 16)
+    _write(wd / "data/WR-SR/input/001.png", 16, 16)
+    _write(wd / "data/WR-SR/ref/001_ref.png", 16, 16)
+    (wd / "released/SRNTT").mkdir(parents=True)
+    folders = {"c2matching-official": "C2-Matching", "masa-official": "MASA-SR"}
+    stand_ins = [f"{folders[source]}/{name}" for source in RELEASES for name in released_names(source)]
+    for name in stand_ins + ["TTSR/TTSR-rec.pt", "TTSR/TTSR.pt"]:
+        (wd / "released" / name).parent.mkdir(parents=True, exist_ok=True)
+        (wd / "released" / name).write_bytes(b"")
+    small = wd / "configs/small.yaml"
+    small.write_text(yaml.safe_dump({"datasets": {
+        "cufed5": {"kind": "cufed5", "test_dir": "data/CUFED5", "groups": 1},
+        "wrsr": {"kind": "wrsr", "test_dir": "data/WR-SR", "groups": 1}}}))
+    jobs = planned_jobs(wd, ["configs/benchmark.yaml", "configs/small.yaml"])
+    cfg = yaml.safe_load((wd / "configs/benchmark.yaml").read_text())
+    assert "train" not in jobs and "correspondence" not in jobs
+    assert sorted(j.wildcards["model"] for j in jobs["import_weights"]) == sorted(cfg["pretrained"])
+    pairs = {(j.wildcards["dataset"], j.wildcards["model"]) for j in jobs["evaluate_presets"]}
+    assert pairs == {(ds, m) for ds in ("cufed5", "wrsr") for m in cfg["models"]}
+    assert "results/tables/benchmark.md" in jobs["tables"][0].output
+    assert "results/imported/c2matching/released.json" in jobs["tables"][0].input
