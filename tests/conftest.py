@@ -192,18 +192,33 @@ def snakemake(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedP
 
 
 def project_workdir(path: Path) -> Path:
-    """``path`` as a user's checkout would be: the project's config.yaml and configs/, and the
-    (empty) dataset folders they name (the DAG build checks that those exist)."""
+    """``path`` as a user's checkout would be: the project's config.yaml and configs/, the
+    (empty) dataset folders they name and stand-ins of the released weights they import, under
+    the released names (the DAG build checks that those exist; a dry run reads none)."""
     import yaml
+
+    from refsr.models.importers import RELEASES, released_names
 
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "config.yaml", path / "config.yaml")
     shutil.copytree(ROOT / "configs", path / "configs")
     for cfg in [path / "config.yaml", *(path / "configs").glob("*.yaml")]:
-        for ds in (yaml.safe_load(cfg.read_text()) or {}).get("datasets", {}).values():
+        loaded = yaml.safe_load(cfg.read_text()) or {}
+        for ds in loaded.get("datasets", {}).values():
             for key in ("test_dir", "train_dir", "hr_dir", "refs_dir"):
                 if ds.get(key):
                     (path / ds[key]).mkdir(parents=True, exist_ok=True)
+            for sub in ("input", "ref") if ds.get("kind") == "wrsr" else ():  # its layout's folders
+                (path / ds["test_dir"] / sub).mkdir(parents=True, exist_ok=True)
+        for entry in loaded.get("pretrained", {}).values():
+            weights = path / entry["path"]
+            if weights.suffix in (".pt", ".pth", ".npz"):
+                weights.parent.mkdir(parents=True, exist_ok=True)
+                weights.touch()
+                continue
+            weights.mkdir(parents=True, exist_ok=True)
+            for name in released_names(entry["source"]) if entry["source"] in RELEASES else ():
+                (weights / name).touch()
     return path
 
 
