@@ -37,7 +37,9 @@ from refsr.data.resize import degrade, down_up, upscale
 from refsr.features.matconvnet import load_official_vgg19
 from refsr.features.vgg import load_vgg19
 from refsr.inference.align import AlignStats, ReferenceAligner
-from refsr.matching import transfer
+from refsr.matching import relevance, transfer
+from refsr.matching.cache import FeatureCache, combine, key_of
+from refsr.matching.transfer import vgg_token
 from refsr.models import registry
 from refsr.models.checkpoint import load_checkpoint
 
@@ -80,6 +82,9 @@ class SuperResolver:
             raise RefsrError("reference.sisr_model", f"must be a single-image model, got {matching_sisr.name}")
         self.matching_sisr = matching_sisr  # reference.degrade sr_model: match SISR(LR) to SISR(Ref↓)
         self.net = self.vgg = None
+        # what the levels (and models) of one image share, by the bytes of the inputs; run_inference
+        # gives every job one, bounded (refsr.matching.cache); by default nothing is kept
+        self.cache = FeatureCache(0)
         self.learned = self.end_to_end = False  # TTSR: own extractor and search; C2-Matching, MASA-SR: own test path
         if model == BICUBIC or checkpoint == BICUBIC:
             if checkpoint not in (None, BICUBIC):
@@ -150,7 +155,8 @@ class SuperResolver:
             if min(ref.shape[:2]) < MIN_SIDE:
                 raise RefsrError(names[i] if names else f"reference {i + 1}", f"is {ref.shape[1]}x{ref.shape[0]}, smaller than "
                                                        f"one relu3_1 patch ({MIN_SIDE}x{MIN_SIDE})")
-        lr_up_img = upscale(lr, self.scale, self.resize)
+        lr_up_img = self.cache.get(("upscale", self.scale, self.resize, key_of(lr)),
+                                   lambda: upscale(lr, self.scale, self.resize))
         refs = [self._align(lr_up_img, r) for r in refs]
         if self.end_to_end:  # whole image, float32: its search must see every position at once
             return self.net.super_resolve(lr, refs, max_mb=self.max_mb)
@@ -160,18 +166,48 @@ class SuperResolver:
             refs_t = [to_tensor(r, self.device) for r in refs]
             refs_t = [r[..., : r.shape[-2] // s * s, : r.shape[-1] // s * s] for r in refs_t]
             refs_du = [to_tensor(self._ref_down_up(r), self.device) for r in refs]
-            maps = self.net.textures(lr_up * 2 - 1, [r * 2 - 1 for r in refs_t], [r * 2 - 1 for r in refs_du])
-            self.last_correspondence = self.net.last_correspondence
+            maps = self._textures(lr_up * 2 - 1, [r * 2 - 1 for r in refs_t], [r * 2 - 1 for r in refs_du])
             return from_tensor(self._tiled(lr_t, maps))
         # SRNTT: the references stay uint8; transfer streams them in tiles within max_mb
         _, maps = transfer(lr_up, refs, self.vgg, max_mb=self.max_mb,
                            refs_down_up=[self._ref_down_up(r) for r in refs],
-                           mode=self.match_mode, approx=self.approx, names=names)
+                           mode=self.match_mode, approx=self.approx, names=names, cache=self.cache)
         return from_tensor(self._tiled(lr_t, maps))
+
+    def _textures(self, lrsr: torch.Tensor, refs: list[torch.Tensor], refs_sr: list[torch.Tensor]) -> dict:
+        """:meth:`refsr.models.ttsr.TTSR.textures` step by step, each LTE pass and (exact mode) each
+        reference's search through :attr:`cache`, so the levels of one image share them (``ALL``
+        combines the per-reference searches); the same maps (``tests/test_infer_cache.py``)."""
+        net, token = self.net, vgg_token(self.net)
+
+        def lte(x: torch.Tensor):
+            return self.cache.get(("lte", token, key_of(x)), lambda: net.lte(x))
+
+        _, _, content = lte(lrsr)
+        cands = [lte(r)[2][0] for r in refs_sr]
+        if net.match_mode == "exact":
+            ckey = key_of(content)
+            corr = combine([self.cache.get(("search", token, float(net.max_mb), ckey, key_of(c)),
+                                           lambda c=c: relevance.search(content[0], [c], net.max_mb, "exact"))
+                            for c in cands])
+        else:
+            corr = relevance.search(content[0], cands, net.max_mb, net.match_mode, net.approx)
+        levels = []
+        for r in refs:
+            lv1, lv2, lv3 = lte(r)
+            levels.append({"relu1_1": lv1[0], "relu2_1": lv2[0], "relu3_1": lv3[0]})
+        out = relevance.transfer(corr, levels, net.max_mb)
+        out["S"] = corr.cosine[None, None].to(content.dtype)
+        self.last_correspondence = corr
+        return out
 
     def _ref_down_up(self, ref: np.ndarray) -> np.ndarray:
         """The reference as the matching sees it: Ref↓↑ (bicubic down, then bicubic up or the
         SISR model of ``reference.degrade: sr_model``), the size of the reference mod-cropped."""
+        sisr = "" if self.matching_sisr is None else vgg_token(self.matching_sisr)
+        return self.cache.get(("down_up", self.scale, self.resize, sisr, key_of(ref)), lambda: self._down_up(ref))
+
+    def _down_up(self, ref: np.ndarray) -> np.ndarray:
         if self.matching_sisr is None:
             return down_up(ref, self.scale, self.resize)
         return self.matching_sisr(degrade(ref, self.scale, self.resize, where="reference")[1])

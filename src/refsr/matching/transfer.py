@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from refsr.core.imageio import MIN_SIDE, to_tensor
 from refsr.core.progress import progress
 from refsr.data.resize import down_up
 from refsr.features.vgg import CHANNELS, STRIDE
+from refsr.matching.cache import FeatureCache, combine, key_of
 from refsr.matching.correspondence import Correspondence
 from refsr.matching.exact import match_exact_bands
 from refsr.matching.search import match
@@ -225,9 +227,10 @@ def _cell_starts(shapes) -> list[int]:
 
 
 def _gather_blocks(vgg, img, cells: Tensor, w3: int, tile: int, tile_budget: float, device, blocks: dict,
-                   row0: int) -> None:
+                   row0: int, cache: FeatureCache, tag: tuple) -> None:
     """Write the ``s x s`` block of φ(img) of each relu3_1 cell ``cells`` (flat ``Y * w3 + X``)
-    into ``blocks[layer][row0 + k]``, running VGG19 only over the tiles that hold such cells."""
+    into ``blocks[layer][row0 + k]``, running VGG19 only over the tiles that hold such cells
+    (each tile's features remembered in ``cache`` under ``tag``, the image's key)."""
     H, W = _hw(img)
     if _fits(H, W, tile_budget):  # one pass over the whole image
         tile = max(H, W) // RELU3_STRIDE * RELU3_STRIDE + RELU3_STRIDE
@@ -241,7 +244,8 @@ def _gather_blocks(vgg, img, cells: Tensor, w3: int, tile: int, tile_budget: flo
         ty, tx = divmod(t, w3 // tc + 1)
         y0, x0 = RELU3_STRIDE * ty * tc, RELU3_STRIDE * tx * tc
         y1, x1 = min(H, y0 + tile), min(W, x0 + tile)
-        feats = features_region(vgg, img, layers, y0, y1, x0, x1, device)
+        feats = cache.get(("tile", *tag, y0, y1, x0, x1),
+                          lambda y0=y0, y1=y1, x0=x0, x1=x1: features_region(vgg, img, layers, y0, y1, x0, x1, device))
         ly, lx = ys[pos] - ty * tc, xs[pos] - tx * tc
         for layer, s in SWAP_SCALES.items():
             m = feats[layer][0].permute(1, 2, 0)  # h x w x C
@@ -252,14 +256,29 @@ def _gather_blocks(vgg, img, cells: Tensor, w3: int, tile: int, tile_budget: flo
             blocks[layer][row0 + pos.to(m.device)] = blk
 
 
+def vgg_token(vgg) -> str:
+    """A name for ``vgg`` in cache keys, fixed for the object's life (not its ``id``, which a
+    later object may reuse)."""
+    token = getattr(vgg, "_refsr_cache_token", None)
+    if token is None:
+        token = f"vgg-{uuid.uuid4().hex}"
+        object.__setattr__(vgg, "_refsr_cache_token", token)
+    return token
+
+
 def transfer(lr_up: Tensor, refs: list, vgg, max_mb: float = 256,
              refs_down_up: list | None = None, mode: str = "exact",
-             approx=None, names: list[str] | None = None) -> tuple[Correspondence, dict[str, Tensor]]:
+             approx=None, names: list[str] | None = None,
+             cache: FeatureCache | None = None) -> tuple[Correspondence, dict[str, Tensor]]:
     """:func:`correspond` then :func:`swap` with φ(Ref) at relu1_1, relu2_1, relu3_1, with the
     reference side bounded by ``max_mb`` (see the comment above :data:`HALO`).
 
     ``refs`` / ``refs_down_up``: ``1 x 3 x H x W`` tensors in [0, 1] or uint8 ``H x W x 3``
-    arrays (only tiles of which become float). Memory: about ``max_mb`` (tiles and bands a
+    arrays (only tiles of which become float). ``cache`` (:class:`~refsr.matching.cache.FeatureCache`)
+    remembers, by the bytes of the inputs, φ(LR↑), each reference's exact search and the φ(Ref)
+    tiles it read, and the result: another level or model of the same image with the same
+    VGG19 and budget reuses them (``ALL`` combines the per-reference searches); the result is the
+    same with or without it. Memory: about ``max_mb`` (tiles and bands a
     quarter each, the search's blocks half; never below a 64-px tile and an 8-row band), plus
     the inputs, the output-sized content maps and swapped maps, and the gathered blocks (at
     most 9 per output relu3_1 position, fewer where neighbours match neighbours).
@@ -290,7 +309,6 @@ def transfer(lr_up: Tensor, refs: list, vgg, max_mb: float = 256,
         if (h // RELU3_STRIDE, w // RELU3_STRIDE) != (hd // RELU3_STRIDE, wd // RELU3_STRIDE):
             raise ValueError(f"Ref↓↑ {i} is {(hd, wd)}, reference {(h, w)}: their relu3_1 grids differ")
         shapes.append((h // RELU3_STRIDE, w // RELU3_STRIDE))
-    patch, device = 3, lr_up.device
     if mode == "approximate":
         for name, (h3, w3) in zip(names, shapes, strict=True):
             need = h3 * w3 * CHANNELS[MATCH_LAYER] * 4 / 2**20
@@ -300,19 +318,40 @@ def transfer(lr_up: Tensor, refs: list, vgg, max_mb: float = 256,
                                        f"over the budget of {max_mb:g} MB; raise --max-mb / matching.max_mb "
                                        f"to {math.ceil(need)}, or match exactly (--match-mode exact / "
                                        f"matching.mode: exact), which streams the reference")
-    content = extract_features(vgg, lr_up, (MATCH_LAYER,))[MATCH_LAYER]
-    bands = _candidate_bands(vgg, refs_down_up, shapes, max_mb, device, patch, names)
+    cache = cache if cache is not None else FeatureCache(0)
+    tag = (vgg_token(vgg), float(max_mb))
+    ckey = key_of(lr_up)
+    rkeys = [key_of(r) for r in refs]
+    dkeys = [key_of(d) for d in refs_down_up]
+    if mode not in ("exact", "approximate"):
+        raise RefsrError("matching mode", f"must be exact or approximate, got {mode!r}")
+    approx_key = repr(sorted(approx.items())) if isinstance(approx, dict) else repr(approx)
+    return cache.get(("transfer", *tag, mode, approx_key if mode == "approximate" else "", ckey,
+                      tuple(rkeys), tuple(dkeys), tuple(shapes)),
+                     lambda: _transfer(lr_up, refs, refs_down_up, vgg, max_mb, mode, approx, names, shapes,
+                                       cache, tag, ckey, rkeys, dkeys))
+
+
+def _transfer(lr_up, refs, refs_down_up, vgg, max_mb, mode, approx, names, shapes, cache, tag, ckey, rkeys,
+              dkeys) -> tuple[Correspondence, dict[str, Tensor]]:
+    patch, device = 3, lr_up.device
+    content = cache.get(("content", *tag, ckey),
+                        lambda: extract_features(vgg, lr_up, (MATCH_LAYER,))[MATCH_LAYER])
     if mode == "approximate":
+        bands = _candidate_bands(vgg, refs_down_up, shapes, max_mb, device, patch, names)
         whole = {}
         for i, _, band in bands:
             whole.setdefault(i, []).append(band if not whole.get(i) else band[:, patch - 1:])
         cands = [torch.cat(whole[i], dim=1) for i in range(len(refs))]
         corr = match(content, cands, patch=patch, max_mb=max_mb, mode=mode, approx=approx)
         del cands, whole
-    elif mode == "exact":
-        corr = match_exact_bands(content, bands, shapes, patch=patch, max_mb=max_mb / 2)
-    else:
-        raise RefsrError("matching mode", f"must be exact or approximate, got {mode!r}")
+    else:  # each reference's exact search on its own, merged (bit-identical to one joint scan)
+        corr = combine([cache.get(
+            ("match", *tag, ckey, dkeys[i], shapes[i]),
+            lambda i=i: match_exact_bands(content, _candidate_bands(vgg, [refs_down_up[i]], [shapes[i]], max_mb,
+                                                                    device, patch, [names[i]]),
+                                          [shapes[i]], patch=patch, max_mb=max_mb / 2))
+            for i in range(len(refs))])
     keys, cells = _needed_cells(corr)
     starts = _cell_starts(corr.ref_shapes)
     blocks: dict = {"_n": int(keys.numel())}
@@ -321,6 +360,6 @@ def transfer(lr_up: Tensor, refs: list, vgg, max_mb: float = 256,
         lo, hi = (int(torch.searchsorted(keys, v)) for v in (starts[i], starts[i + 1]))
         if hi > lo:
             _gather_blocks(vgg, img, keys[lo:hi] - starts[i], corr.ref_shapes[i][1], tile, max_mb / 4 * 2**20,
-                           device, blocks, lo)
+                           device, blocks, lo, cache, (*tag, rkeys[i]))
     del blocks["_n"]
     return corr, swap_cells(corr, cells, blocks, out_hw=tuple(lr_up.shape[-2:]), max_mb=max_mb)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from refsr.core.atomic import atomic_dir
@@ -15,6 +17,7 @@ from refsr.data.layout import Dataset
 from refsr.data.lr import lr_path
 from refsr.inference.levels import eval_levels, level_images, level_references
 from refsr.inference.resolver import SuperResolver
+from refsr.matching.cache import FeatureCache
 from refsr.similarity.tiers import read_tiers
 from refsr.stages.runner import settings
 
@@ -23,39 +26,71 @@ log = logging.getLogger(__name__)
 ALIGNMENT_JSON = "alignment.json"  # reference-alignment counts beside a reference model's SR images
 
 
-def run_inference(ds: Dataset, lr_dir: Path, tiers_csv: Path, resolver: SuperResolver,
-                  out_dir: Path, levels: Sequence[str]) -> int:
+#: Memory (MB) the levels and models of one test group may share in :func:`run_inference`: φ(LR↑),
+#: each reference's search and features, SRNTT's swapped maps (:mod:`refsr.matching.cache`).
+CACHE_MB = 3072
+
+
+def run_inference(ds: Dataset, lr_dir: Path, tiers_csv: Path, resolver: SuperResolver | Sequence[SuperResolver],
+                  out_dir: Path | Sequence[Path], levels: Sequence[str], cache_mb: float = CACHE_MB,
+                  on_image: Callable[[str, str, str, float], None] | None = None) -> int:
     """Super-resolve every test group at each of ``levels`` it has into ``out_dir/{group}/{level}.png``.
 
     Every model writes the same cells: LR, HR, each of L1..L5 at which the group has a
     reference (its ``used`` one in the tiers table), and ALL / ALL_STITCHED when it has any. A level without a reference is
     structurally absent for that group: nothing is written, and the evaluation leaves it out
     (an output missing at a level the group has is a failure, marked by the tables).
-    Returns the number of images written.
+
+    Several resolvers (with one ``out_dir`` each) run group by group in one pass and share one
+    :class:`~refsr.matching.cache.FeatureCache` of ``cache_mb`` (cleared per group): what a
+    level or a model has computed for the group's images is reused by the next (``srntt_l2``
+    and ``srntt`` swap the same VGG19 maps); the outputs are those of separate runs.
+    ``on_image(model, group, level, seconds)`` is told the time of every image (its SR and
+    its write). Returns the number of images written.
     """
+    resolvers = [resolver] if isinstance(resolver, SuperResolver) else list(resolver)
+    out_dirs = [out_dir] if isinstance(out_dir, (str, Path)) else list(out_dir)
+    if len(out_dirs) != len(resolvers):
+        raise ValueError(f"{len(resolvers)} resolvers but {len(out_dirs)} output folders")
+    cache = FeatureCache(cache_mb)
+    for r in resolvers:
+        r.cache = cache
     refs_by_level = level_references(ds, read_tiers(tiers_csv))
+    names = ", ".join(r.name for r in resolvers)
     n = 0
-    with atomic_dir(out_dir) as tmp:
-        for g in progress(ds.groups, f"{resolver.name} on {ds.name}", logger=log):
+    with ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_dir(d)) for d in out_dirs]
+        for g in progress(ds.groups, f"{names} on {ds.name}", logger=log):
+            cache.clear()
             lr = read_image(lr_path(lr_dir, "test", g.name))
             has = eval_levels(g, refs_by_level[g.name], levels)
             absent = [lv for lv in levels if lv not in has]
             if absent:
                 log.info("%s: no reference at %s (structurally absent); not written", g.name,
                          ", ".join(absent))
-            sr = None if resolver.uses_reference else resolver(lr)  # one output for every level
+            sisr: dict[int, object] = {}  # a model without references: one output for every level
             for level in has:
-                if resolver.uses_reference:
-                    refs = level_images(g, level, lr, refs_by_level[g.name], resolver.scale,
-                                        resolver.resize)
-                    sr = resolver(lr, refs)
-                write_image(tmp / g.name / f"{level}.png", sr)
-                n += 1
-        if resolver.uses_reference:
-            stats = {"model": resolver.name, "align": resolver.aligner.mode, **resolver.align_stats.as_dict()}
-            (tmp / ALIGNMENT_JSON).write_text(json.dumps(stats, indent=1) + "\n")
-            log.info("alignment: %s", resolver.align_stats.summary())
-    log.info("wrote %d SR images to %s", n, out_dir)
+                refs = None
+                for k, (res, tmp) in enumerate(zip(resolvers, tmps, strict=True)):
+                    t0 = time.perf_counter()
+                    if res.uses_reference:
+                        if refs is None:
+                            refs = level_images(g, level, lr, refs_by_level[g.name], res.scale, res.resize)
+                        sr = res(lr, refs)
+                    else:
+                        sr = sisr[k] if k in sisr else sisr.setdefault(k, res(lr))
+                    write_image(tmp / g.name / f"{level}.png", sr)
+                    if on_image is not None:
+                        on_image(res.name, g.name, level, time.perf_counter() - t0)
+                    n += 1
+        for res, tmp in zip(resolvers, tmps, strict=True):
+            if res.uses_reference:
+                stats = {"model": res.name, "align": res.aligner.mode, **res.align_stats.as_dict()}
+                (tmp / ALIGNMENT_JSON).write_text(json.dumps(stats, indent=1) + "\n")
+                log.info("%s alignment: %s", res.name, res.align_stats.summary())
+    cache.clear()
+    log.info("wrote %d SR images to %s (feature cache: %d hits, %d misses)", n,
+             ", ".join(str(d) for d in out_dirs), cache.hits, cache.misses)
     return n
 
 
