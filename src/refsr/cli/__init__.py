@@ -166,6 +166,14 @@ def _cmd_bench(args) -> None:
     from refsr.bench.suite import bench_all
     from refsr.bench.swap import bench_swap
 
+    if args.what == "cufed5":
+        from refsr.bench.cufed5 import bench_cufed5
+
+        for row in bench_cufed5(args.groups, tuple(args.model or ()) or None, before=not args.no_before,
+                                released_ttsr_path=args.released_ttsr,
+                                log=lambda msg: print(msg, file=sys.stderr, flush=True)):
+            print(json.dumps(row), flush=True)
+        return
     if args.what == "all":
         bench_all(args.out, markdown=None if args.no_markdown else args.markdown, quick=args.quick,
                   log=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -281,6 +289,17 @@ def build_parser() -> Parser:
     ba.add_argument("--no-markdown", action="store_true", help="write only the JSON results")
     ba.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke test)")
     ba.set_defaults(func=_cmd_bench)
+    bc = bsub.add_parser("cufed5", help="the full CUFED5 evaluation of the released models (4 models x 126 "
+                                        "groups x 9 levels), timed on a sample of groups and extrapolated; "
+                                        "JSON lines, the last with total_minutes")
+    bc.add_argument("--groups", type=positive_int, default=2, help="groups timed (of 126)")
+    bc.add_argument("--model", action="append", help="time only this model (repeat for several); "
+                                                     "default srntt_l2, srntt, ttsr_rec, ttsr")
+    bc.add_argument("--no-before", action="store_true",
+                    help="skip the run without shared features (the timing before, and the output comparison)")
+    bc.add_argument("--released-ttsr", metavar="DIR",
+                    help="a checkout of researchmm/TTSR: its own forward timed beside ours (one reference)")
+    bc.set_defaults(func=_cmd_bench)
 
     w = sub.add_parser("download-weights", help="fetch the ImageNet weights the pipeline uses into the "
                                                 "torch hub cache (for offline compute nodes); one JSON line")
