@@ -17,7 +17,7 @@ export REFSR_VGG19_WEIGHTS := $(SHARED_VGG)
 endif
 endif
 
-.PHONY: venv run ablations test test-fast lint dry-run report bench docs clean
+.PHONY: venv run ablations seeds test test-fast lint dry-run report bench docs clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,14 @@ run: $(STAMP)
 ablations: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) all ablations $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --report results/report.html all ablations $(SNAKEMAKE_ARGS)
+
+# The three-seed spread of the default run (docs/results.md): the pipeline once per seed in
+# results/seeds/seed<N>/ (levels cut to L1), then results/seeds/spread.{csv,md}: L1 PSNR and
+# ST-LPIPS of every trained model per seed, mean, spread and std. Not part of `make run`
+# (three runs' training). SEEDS="0 1 2 3" for more.
+SEEDS ?= 0 1 2
+seeds: $(STAMP)
+	$(BIN)/python scripts/seed_spread.py --seeds $(SEEDS) --cores $(CORES)
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_ARGS)
@@ -61,6 +69,18 @@ report: $(STAMP)
 # Benchmark suite (about 5 minutes on 2 CPU cores): results/bench/*.json and the table in BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/refsr bench all --out results/bench --markdown BENCHMARKS.md
+
+# The full CUFED5 evaluation of the released models (4 models x 126 groups x 9 levels), timed on
+# a sample of groups and extrapolated (BENCHMARKS.md, "CUFED5 on a laptop"). TTSR_CHECKOUT: a
+# checkout of researchmm/TTSR, to time its own code beside ours (optional).
+.PHONY: bench-cufed5 bench-gpu
+BENCH_GROUPS ?= 2
+bench-cufed5: $(STAMP)
+	$(BIN)/refsr bench cufed5 --groups $(BENCH_GROUPS) $(if $(TTSR_CHECKOUT),--released-ttsr $(TTSR_CHECKOUT))
+
+# The GPU figures in one run (< 8 minutes): results/bench/gpu.json and the GPU rows of BENCHMARKS.md.
+bench-gpu: $(STAMP)
+	$(BIN)/python -m refsr.bench.gpu --out results/bench --markdown BENCHMARKS.md
 
 # The documentation site (mkdocs.yml, docs/): site/, strict (a broken link, a missing page or
 # any other warning fails). The configuration and CLI pages are generated from the schema and the

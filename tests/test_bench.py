@@ -107,3 +107,68 @@ def test_bench_relevance_and_its_table(vgg_weights, tmp_path):
     md = tmp_path / "b.md"
     markdown.update_markdown(md, {"machine": measure.machine_info(), "relevance": r})
     assert "| 96x64 |" in md.read_text() and "TTSR relevance" in md.read_text()
+
+
+def test_cufed5_shaped_set(tmp_path):
+    from refsr.bench.cufed5 import build_set
+    from refsr.core.imageio import read_image
+    from refsr.inference.levels import STITCH_SIDE
+    from refsr.similarity.tiers import read_tiers
+
+    ds, lr_dir, tiers = build_set(tmp_path, 4)
+    assert [g.name for g in ds.groups] == ["000", "001", "002", "003"]
+    assert read_image(ds.groups[0].hr).shape == (332, 500, 3) and read_image(ds.groups[3].hr).shape == (500, 332, 3)
+    for g in ds.groups:
+        assert sorted(g.levels.values()) == ["L1", "L2", "L3", "L4", "L5"]
+        assert all(max(read_image(p).shape[:2]) <= STITCH_SIDE for p in g.refs.values())
+        assert (lr_dir / "test" / f"{g.name}.png").is_file()
+    assert read_tiers(tiers)["used"].all()
+
+
+@pytest.mark.slow
+def test_bench_cufed5_rows_and_total(tmp_path, vgg_weights):
+    from refsr.bench.cufed5 import bench_cufed5
+
+    rows = bench_cufed5(1, ("srntt_l2", "ttsr_rec"), levels=("L1", "ALL", "LR"), size_scale=0.16, workdir=tmp_path)
+    per, total = rows[:-1], rows[-1]
+    assert [(r["model"], r["level"]) for r in per] == [(m, lv) for m in ("srntt_l2", "ttsr_rec")
+                                                       for lv in ("L1", "ALL", "LR")]
+    assert all(r["seconds_per_image"] > 0 and r["before_seconds_per_image"] > 0 for r in per)
+    assert total["groups"] == 126 and total["groups_timed"] == 1 and total["models"] == ["srntt_l2", "ttsr_rec"]
+    assert total["total_minutes"] > 0 and len(total["load_average_start"]) == 3
+    assert total["outputs_vs_before"]["differing_values"] == 0 and total["outputs_vs_before"]["images_compared"] == 6
+    assert "skipped" in total["released_ttsr"]
+    json.dumps(rows)
+
+
+def test_cli_bench_cufed5_errors(capsys):
+    assert main(["bench", "cufed5", "--groups", "127", "--no-before"]) == 1
+    assert "--groups" in capsys.readouterr().err
+    assert main(["bench", "cufed5", "--model", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_gpu_dry_run_checks_every_step(tmp_path, vgg_weights):
+    from refsr.bench import gpu
+
+    md = tmp_path / "B.md"
+    md.write_text(f"# B\n\n{gpu.MARK_BEGIN}\nold\n{gpu.MARK_END}\n")
+    r = gpu.bench_gpu(dry=True, out=tmp_path, markdown=md)
+    assert r["dry"] and (tmp_path / "gpu.json").is_file()
+    trained = {row["model"] for row in r["train"]}
+    assert {"srresnet", "srntt_l2", "ttsr_rec"} <= trained
+    assert {row["precision"] for row in r["train"]} == set(gpu.PRECISIONS)
+    assert {row["level"] for row in r["infer"]} == {"one reference", "ALL_STITCHED"}
+    assert len(r["matching"]) == 4 and r["ddp"]["backend"] == "gloo" and r["ddp"]["world_size"] == 1
+    text = md.read_text()
+    assert "old" not in text and "it/s" in text
+
+
+def test_bench_gpu_without_cuda_is_one_line():
+    from refsr.bench import gpu
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(RefsrError, match="no CUDA device"):
+        gpu.bench_gpu(dry=False)

@@ -219,9 +219,11 @@ def released_ttsr(path: str | os.PathLike, ckpt: Path, ds: Dataset, lr_dir: Path
 
 def bench_cufed5(groups: int = 2, models: tuple[str, ...] | None = None, before: bool = True,
                  released_ttsr_path: str | os.PathLike | None = None, config: str | os.PathLike = "config.yaml",
-                 workdir: str | os.PathLike | None = None, log: Callable[[str], None] = lambda msg: None) -> list[dict]:
+                 workdir: str | os.PathLike | None = None, log: Callable[[str], None] = lambda msg: None,
+                 levels: tuple[str, ...] = EVAL_LEVELS, size_scale: float = 1.0) -> list[dict]:
     """The JSON rows: one per model and level (s/image after, and before when timed), then the
-    total extrapolated to CUFED5's 126 groups (evaluation included)."""
+    total extrapolated to CUFED5's 126 groups (evaluation included). ``levels`` and
+    ``size_scale`` (smaller images) are for tests."""
     if groups < 1 or groups > N_GROUPS:
         raise RefsrError("--groups", f"must be 1..{N_GROUPS}, got {groups}")
     load = list(os.getloadavg())
@@ -230,11 +232,11 @@ def bench_cufed5(groups: int = 2, models: tuple[str, ...] | None = None, before:
     if unknown:
         raise RefsrError("--model", f"unknown model(s) {unknown}")
     cfg = bench_config(config)
-    levels = list(EVAL_LEVELS)
+    levels = list(levels)
     with tempfile.TemporaryDirectory(prefix="refsr-bench-cufed5-", dir=workdir) as tmp:
         root = Path(tmp)
         log(f"cufed5 bench: building {groups} group(s), load average {load}")
-        ds, lr_dir, tiers = build_set(root / "data", groups)
+        ds, lr_dir, tiers = build_set(root / "data", groups, size_scale=size_scale)
         ckpts = paper_checkpoints(root / "models", models, config)
 
         def resolvers() -> list[SuperResolver]:
