@@ -7,6 +7,11 @@ and ST-LPIPS (mean over the test images) of every seed, their mean, and their sp
 (max - min) and standard deviation over the seeds. Not a rule: it calls Snakemake itself.
 
     .venv/bin/python scripts/seed_spread.py [--config config.yaml] [--seeds 0 1 2] [--cores all]
+                                             [--main .]
+
+``--main DIR``: a finished run of the same config file in ``DIR`` (``make run``'s, say) counts as
+the config's own seed instead of running it again (its L1 rows are the same: the levels do not
+change training).
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cores", default="all")
     ap.add_argument("--out", default=str(ROOT / "results" / "seeds"))
+    ap.add_argument("--main", default=None, help="a finished run of the config: its seed is not run again")
     args = ap.parse_args(argv)
     config = yaml.safe_load(Path(args.config).read_text())
     sys.path.insert(0, str(ROOT / "src"))
@@ -92,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     trained = [m for m in valid["models"] if registry.trained_here(m, valid)]
     dataset = valid["eval_datasets"][0]
     out = Path(args.out)
-    per_seed = {s: scores(run_seed(config, s, out, args.cores), dataset, trained) for s in args.seeds}
+    per_seed = {}
+    for seed in args.seeds:
+        main_run = args.main is not None and seed == valid["seed"]
+        work = Path(args.main) if main_run else run_seed(config, seed, out, args.cores)
+        per_seed[seed] = scores(work, dataset, trained)
     df = spread_table(per_seed)
     df.to_csv(out / "spread.csv", index=False, float_format="%.4f")
     (out / "spread.md").write_text(markdown(df, sorted(per_seed)))
