@@ -87,9 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cores", default="all")
     ap.add_argument("--out", default=str(ROOT / "results" / "seeds"))
+    ap.add_argument("--models", nargs="+", default=None,
+                    help="only these models (and what they train from) instead of the config's")
     ap.add_argument("--main", default=None, help="a finished run of the config: its seed is not run again")
     args = ap.parse_args(argv)
     config = yaml.safe_load(Path(args.config).read_text())
+    if args.models:
+        config["models"] = list(args.models)
     sys.path.insert(0, str(ROOT / "src"))
     from refsr.core.config import validate
     from refsr.models import registry
