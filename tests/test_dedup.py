@@ -27,6 +27,29 @@ PROPERTY = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def dedup_at_any_size():
+    """The maps here are small: search them for repeats whatever their size (the search does so
+    only from exact.DEDUP_MIN_CANDIDATES candidates on; test_small_maps_are_not_deduplicated)."""
+    saved, exact.DEDUP_MIN_CANDIDATES = exact.DEDUP_MIN_CANDIDATES, 0
+    yield
+    exact.DEDUP_MIN_CANDIDATES = saved
+
+
+def test_small_maps_are_not_deduplicated(monkeypatch):
+    """Below the threshold no repeats are looked for (TTSR's training samples: nothing to skip)."""
+    monkeypatch.setattr(exact, "DEDUP_MIN_CANDIDATES", 10_000)
+    calls = []
+    monkeypatch.setattr(exact, "first_occurrences", lambda *a, **k: calls.append(1) or first_occurrences(*a, **k))
+    ref = torch.zeros(4, 40, 40)
+    content = torch.rand(4, 6, 6)
+    _same(match_exact(content, [ref]), match_exact(content, [ref], dedup=False))
+    assert calls == []
+    monkeypatch.setattr(exact, "DEDUP_MIN_CANDIDATES", 0)
+    match_exact(content, [ref])
+    assert calls == [1]
+
+
 def _same(a, b) -> None:
     assert torch.equal(a.index, b.index)
     assert torch.equal(a.score, b.score)

@@ -135,6 +135,9 @@ def match_exact_bands(content: Tensor, bands: Iterable[tuple[int, int, Tensor]],
 # first occurrence; every first occurrence stays in the search.
 
 _BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+#: Fewer candidates than this: no search for repeats (finding them costs ~3 % of a search, and a
+#: small map, e.g. a training sample of TTSR's search, has none worth skipping).
+DEDUP_MIN_CANDIDATES = 8192
 
 
 def first_occurrences(rows: Tensor, h: int, w: int, patch: int = 3) -> Tensor:
@@ -206,6 +209,7 @@ def _scan_ref(padded: Tensor, H: int, W: int, ref: Tensor, patch: int, max_mb: f
     gh, gw = Hr - p + 1, Wr - p + 1
     rows = pixel_rows(ref)
     inv = 1.0 / patch_norms(rows, Hr, Wr, p).clamp_min(EPS)  # gh x gw
+    dedup = dedup and gh * gw >= DEDUP_MIN_CANDIDATES
     segs = row_segments(first_occurrences(rows, Hr, Wr, p)) if dedup else [(0, gh, gw)]
     grid = rows.view(Hr, Wr, C)
     for s0, s1, width in segs:
