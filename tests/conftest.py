@@ -60,6 +60,23 @@ def arch(**overrides) -> dict:
     return {**defaults("arch"), **overrides}
 
 
+def perturbed_checkpoint(path, name: str, sizes: dict, perturb: bool = True) -> str:
+    """A checkpoint of model ``name`` at ``sizes`` (seed 0), its weights moved by 1 % noise so
+    that it is not exactly its initialisation (bicubic, for a residual model)."""
+    import torch
+
+    from refsr.models.checkpoint import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(name, sizes)
+    if perturb:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+    save_checkpoint(path, model, name, sizes)
+    return str(path)
+
+
 def train_config(model: str, recipe: str = "refsr", **overrides):
     """:class:`~refsr.training.config.TrainConfig` of ``model`` in ``recipe`` from the schema's
     defaults, with fields replaced by ``overrides`` (``arch``/``loss``/``disc``/``options``

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import arch
+from conftest import arch, perturbed_checkpoint
 from PIL import Image
 
 from refsr.cli import main
@@ -18,16 +18,8 @@ ARCH = arch(n_blocks=1, n_feats=8, n_blocks_transfer=[1, 1, 1])
 
 
 def _ckpt(tmp_path, name, perturb=True):
-    torch.manual_seed(0)
-    sizes = arch_config(name, ARCH)
-    model = build_model(name, sizes)
-    if perturb:  # leave "exactly bicubic" so tiling differences would show
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.01 * torch.randn_like(p))
-    path = tmp_path / f"{name}.pt"
-    save_checkpoint(path, model, name, sizes)
-    return str(path)
+    # perturbed: leave "exactly bicubic" so tiling differences would show
+    return perturbed_checkpoint(tmp_path / f"{name}.pt", name, arch_config(name, ARCH), perturb)
 
 
 @pytest.fixture
