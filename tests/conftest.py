@@ -60,6 +60,21 @@ def arch(**overrides) -> dict:
     return {**defaults("arch"), **overrides}
 
 
+def spy_score_blocks(monkeypatch) -> list[tuple[int, int, int, int]]:
+    """Record the shape of every score block the exact search computes (pixel-product rows and
+    columns, score rows and columns), for the memory-budget tests."""
+    from refsr.matching import exact
+
+    seen, real = [], exact._score_block
+
+    def spy(pix, ni, nj, shifts, scale, mask, out):
+        seen.append((pix.shape[0], pix.shape[1], ni, nj))
+        return real(pix, ni, nj, shifts, scale, mask, out)
+
+    monkeypatch.setattr(exact, "_score_block", spy)
+    return seen
+
+
 def perturbed_checkpoint(path, name: str, sizes: dict, perturb: bool = True) -> str:
     """A checkpoint of model ``name`` at ``sizes`` (seed 0), its weights moved by 1 % noise so
     that it is not exactly its initialisation (bicubic, for a residual model)."""

@@ -9,6 +9,7 @@ import pytest
 import skimage.data
 import torch
 import torch.nn.functional as F
+from conftest import spy_score_blocks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,14 +144,7 @@ def test_ttsr_relevance_search_equals_full_search(vgg):
 
 def test_cropped_blocks_respect_budget(monkeypatch):
     """A column-cropped segment copies its block's pixel rows: counted in ``max_mb``."""
-    seen = []
-    real = exact._score_block
-
-    def spy(pix, ni, nj, shifts, scale, mask, out):
-        seen.append((pix.shape[0], pix.shape[1], ni, nj))
-        return real(pix, ni, nj, shifts, scale, mask, out)
-
-    monkeypatch.setattr(exact, "_score_block", spy)
+    seen = spy_score_blocks(monkeypatch)
     C, max_mb = 16, 0.2
     g = torch.Generator().manual_seed(0)
     ref = torch.rand(C, 30, 24, generator=g)

@@ -6,13 +6,14 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import spy_score_blocks
 from skimage import data
 
 from refsr import matching as S
 from refsr.core.errors import RefsrError
 from refsr.core.imageio import to_tensor
 from refsr.data.resize import degrade, upscale
-from refsr.matching import exact, naive
+from refsr.matching import naive
 
 # ----------------------------------------------------------------------------- references
 
@@ -253,14 +254,7 @@ def test_save_load_roundtrip(tmp_path):
 
 def test_match_blocks_respect_budget(monkeypatch):
     """Record every score block :func:`match_exact` computes; each must fit in ``max_mb``."""
-    seen = []
-    real = exact._score_block
-
-    def spy(pix, ni, nj, shifts, scale, mask, out):
-        seen.append((pix.shape[0], pix.shape[1], ni, nj))
-        return real(pix, ni, nj, shifts, scale, mask, out)
-
-    monkeypatch.setattr(exact, "_score_block", spy)
+    seen = spy_score_blocks(monkeypatch)
     C, max_mb, (H, W), (Hr, Wr) = 16, 0.2, (20, 20), (24, 22)
     g = torch.Generator().manual_seed(4)
     corr = S.match(torch.rand(C, H, W, generator=g), [torch.rand(C, Hr, Wr, generator=g)], max_mb=max_mb)
