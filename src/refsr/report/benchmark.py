@@ -184,8 +184,7 @@ def benchmark_table(summary: pd.DataFrame, presets: pd.DataFrame, methods: Seque
                f"same SR images at {' and '.join(PRESET_LEVELS)} under all four presets "
                f"({', '.join(PRESETS)}), showing how much the protocol alone moves a number; and the "
                "published numbers beside ours only where preset, level and LR resize match."
-               + published + " " + (prov.external_sentence(methods) + " " if prov.external_sentence(methods)
-                                    else "") + prov.sentence(datasets))
+               + published + " " + prov.external_sentence(methods) + prov.sentence(datasets))
     columns = ["part", "dataset", "method", "origin", "level", "preset", "psnr", "ssim", "published_method",
                "paper_psnr", "paper_ssim", "delta_psnr", "delta_ssim", "comparable", "why_not", "source", "url"]
     csv = tidy_csv(pd.DataFrame(csv_rows, columns=columns))

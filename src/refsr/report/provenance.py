@@ -131,12 +131,13 @@ class Provenance:
         return registry.row_label(model, self.recipes.get(model, ""))
 
     def external_sentence(self, methods: Sequence[str]) -> str:
-        """Where the external methods among ``methods`` come from (empty: none)."""
+        """Where the external methods among ``methods`` come from, as a caption sentence followed by a
+        space (empty: none)."""
         ext = [m for m in methods if m in self.external]
         if not ext:
             return ""
         return ("External methods, scored from their own SR images (config external), not run by refsr: "
-                + "; ".join(f"{self.external[m][0]} from {self.external[m][1]}" for m in ext) + ".")
+                + "; ".join(f"{self.external[m][0]} from {self.external[m][1]}" for m in ext) + ". ")
 
     def sentence(self, datasets: Sequence[str] | None = None) -> str:
         names = list(datasets) if datasets is not None else list(self.datasets)

@@ -79,7 +79,7 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
     """Models x datasets at ``level``: PSNR / SSIM / LPIPS / ST-LPIPS."""
     sel = summary[summary["level"] == level]
     caption = (f"Mean PSNR (dB), SSIM, LPIPS and ST-LPIPS over each dataset's test images, x4. "
-               f"{_models_note(models, level)} " + _external(prov, models) + prov.sentence(datasets))
+               f"{_models_note(models, level)} " + prov.external_sentence(models) + prov.sentence(datasets))
     notes = missing_notes(sel, lpips_available) + count_notes(sel)
     by = {(r["dataset"], r["model"]): r for r in sel.to_dict("records")}
     header = ["Model"] + [f"{ds} {LABEL[m]}{ARROW[m]}" for ds in datasets for m in METRICS]
@@ -109,11 +109,6 @@ def main_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequence[
     return Table("main", tidy_csv(tidy),
                  md_doc(title, caption, md_table(header, md_rows), notes),
                  tex_table(f"{title}. {caption}", "tab:main", colspec, head, tex_rows, notes))
-
-
-def _external(prov: Provenance, models: Sequence[str]) -> str:
-    text = prov.external_sentence(models)
-    return text + " " if text else ""
 
 
 def _metric_cell(row, metric, lpips_available, tex=False) -> str:
@@ -151,7 +146,7 @@ def per_level_table(summary: pd.DataFrame, models: Sequence[str], datasets: Sequ
                "bicubic and SISR models ignore the reference. A mean is over the test images that "
                "have a reference at the level, with (n = k/N) where that is not all of them; "
                "\u2014\u2020 marks a failure (an SR output that should exist does not). "
-               + _external(prov, models) + prov.sentence(datasets))
+               + prov.external_sentence(models) + prov.sentence(datasets))
     md_parts, tex_parts, notes_all = [], [], []
     for ds in datasets:
         sel = summary[summary["dataset"] == ds]
