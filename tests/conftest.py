@@ -19,6 +19,9 @@ SHARED_VGG = ROOT.parent / "shared" / "weights" / "vgg19_imagenet_conv1_1-conv3_
 
 if "REFSR_VGG19_WEIGHTS" not in os.environ and SHARED_VGG.is_file():
     os.environ["REFSR_VGG19_WEIGHTS"] = str(SHARED_VGG)
+# The C library's malloc in the test process and what it starts, so that in-process memory
+# measurements see what they allocate (refsr.core.heap; tests/test_heap.py sets its own).
+os.environ.setdefault("REFSR_MALLOC", "system")
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +76,19 @@ def spy_score_blocks(monkeypatch) -> list[tuple[int, int, int, int]]:
 
     monkeypatch.setattr(exact, "_score_block", spy)
     return seen
+
+
+def small_checkpoint(tmp_path, name: str, perturb: bool = True) -> str:
+    """A :func:`perturbed_checkpoint` of any trainable model at a tiny size (1 block, 8 features)."""
+    from refsr.core.config import defaults
+    from refsr.models.checkpoint import arch_config
+
+    if name.startswith("ttsr"):
+        sizes = {**defaults("ttsr.arch"), "n_blocks": [1, 1, 1, 1], "n_feats": 8}
+        sizes = {k: sizes[k] for k in ("n_blocks", "n_feats", "res_scale")}
+    else:
+        sizes = arch_config(name, arch(n_blocks=1, n_feats=8, n_blocks_transfer=[1, 1, 1]))
+    return perturbed_checkpoint(tmp_path / f"{name}.pt", name, sizes, perturb)
 
 
 def perturbed_checkpoint(path, name: str, sizes: dict, perturb: bool = True) -> str:

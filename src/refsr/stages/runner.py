@@ -2,7 +2,8 @@
 
 A rule script is three lines: import its stage function, and hand it to
 :func:`run` together with the ``snakemake`` object. ``run`` sends logging to
-the rule's ``log:`` file, sets the thread count from ``threads:``, and turns a
+the rule's ``log:`` file, sets the thread count from ``threads:``, keeps freed memory in the
+process (:mod:`refsr.core.heap`), and turns a
 :class:`~refsr.core.errors.RefsrError`, and the machine's faults that
 :func:`~refsr.core.errors.user_error` knows (``OSError``: a full disk, a folder that cannot
 be written; running out of memory), into one clear line and a non-zero exit instead of a
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from refsr.core.errors import user_error
+from refsr.core.heap import keep_freed_memory
 from refsr.pipeline import jobs
 
 log = logging.getLogger("refsr")
@@ -43,6 +45,7 @@ def run(stage: Callable[[object], None], smk) -> None:
     """Run ``stage(smk)`` as a rule body: logging, threads, one-line errors; an interrupt
     (Ctrl-C) is one log line and exit status 130."""
     setup_logging(smk.log[0] if len(smk.log) else None)
+    keep_freed_memory()
     try:
         import torch
 
