@@ -137,7 +137,7 @@ def test_bench_cufed5_rows_and_total(tmp_path, vgg_weights):
     assert total["groups"] == 126 and total["groups_timed"] == 1 and total["models"] == ["srntt_l2", "ttsr_rec"]
     assert total["total_minutes"] > 0 and len(total["load_average_start"]) == 3
     assert total["outputs_vs_before"]["differing_values"] == 0 and total["outputs_vs_before"]["images_compared"] == 6
-    assert "skipped" in total["released_ttsr"]
+    assert "skipped" in total["released_ttsr"] and total["dtype"] == "fp32"
     json.dumps(rows)
 
 
@@ -146,6 +146,8 @@ def test_cli_bench_cufed5_errors(capsys):
     assert "--groups" in capsys.readouterr().err
     assert main(["bench", "cufed5", "--model", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
+    assert main(["bench", "cufed5", "--dtype", "fp16"]) == 1
+    assert "--dtype: invalid choice: 'fp16'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -172,3 +174,27 @@ def test_bench_gpu_without_cuda_is_one_line():
         pytest.skip("a CUDA device is present")
     with pytest.raises(RefsrError, match="no CUDA device"):
         gpu.bench_gpu(dry=False)
+
+
+def test_bf16_quality_skips_without_a_run(tmp_path):
+    from refsr.bench.quality import bench_bf16_quality
+
+    assert "missing" in bench_bf16_quality(str(tmp_path))["skipped"]
+    md = tmp_path / "b.md"
+    markdown.update_markdown(md, {"machine": measure.machine_info(), "bf16_quality": {"skipped": "missing x"}})
+    assert "bf16 network pass" in md.read_text() and "Not measured: missing x." in md.read_text()
+
+
+@pytest.mark.slow
+def test_bf16_quality_of_a_runs_trained_models(smoke_run, tmp_path):
+    from refsr.bench.quality import bench_bf16_quality
+
+    q = bench_bf16_quality(str(smoke_run / "results"), models=("srresnet", "srntt", "ttsr_rec"))
+    assert set(q["models"]) == {"srresnet", "srntt", "ttsr_rec"}
+    for r in q["models"].values():
+        assert r["images"] > 0 and set(r["mean_delta_db_per_level"]) <= {"L1", "L2", "L3", "L4", "L5"}
+        assert r["max_abs_delta_db"] < 0.1  # the trained models of a run barely move in bf16
+    assert any(r["max_abs_delta_db"] > 0 for r in q["models"].values())  # but bf16 is applied
+    md = tmp_path / "b.md"
+    markdown.update_markdown(md, {"machine": measure.machine_info(), "bf16_quality": q})
+    assert "| srntt | " in md.read_text()

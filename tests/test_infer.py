@@ -5,21 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import arch, perturbed_checkpoint
+from conftest import small_checkpoint
 from PIL import Image
 
 from refsr.cli import main
 from refsr.core.errors import RefsrError
 from refsr.data.resize import upscale
 from refsr.inference.resolver import SuperResolver
-from refsr.models.checkpoint import arch_config, build_model, save_checkpoint
-
-ARCH = arch(n_blocks=1, n_feats=8, n_blocks_transfer=[1, 1, 1])
+from refsr.models.checkpoint import build_model, save_checkpoint
 
 
 def _ckpt(tmp_path, name, perturb=True):
     # perturbed: leave "exactly bicubic" so tiling differences would show
-    return perturbed_checkpoint(tmp_path / f"{name}.pt", name, arch_config(name, ARCH), perturb)
+    return small_checkpoint(tmp_path, name, perturb)
 
 
 @pytest.fixture
@@ -163,3 +161,24 @@ def test_sr_cli_match_sisr(images, tmp_path, vgg_weights, capsys):
     # the option and its file, not the config key (issue 28, case 11)
     assert len(err) == 1 and f"--match-sisr {ckpt}: must be a single-image model" in err[0]
     assert not (tmp_path / "b.png").exists()
+
+
+@pytest.mark.parametrize("model", ["srresnet", "srntt", "ttsr_rec"])
+def test_bf16_network_pass_is_close_and_auto_is_fp32_on_cpu(model, tmp_path, vgg_weights):
+    # inference.dtype: bf16 autocast of the network pass only; auto = fp32 on the CPU, bit for bit
+    import skimage.data
+
+    photo = skimage.data.chelsea()
+    lr, ref = photo[40:77, 60:101], photo[30:130, 50:150]
+    ckpt = _ckpt(tmp_path, model)
+    fp32, auto, bf16 = (SuperResolver(ckpt, model=model, tile=0, dtype=d)(lr, [ref]).astype(int)
+                        for d in ("fp32", "auto", "bf16"))
+    assert np.array_equal(fp32, auto)
+    diff = np.abs(fp32 - bf16)
+    assert diff.max() > 0  # the autocast is applied ...
+    assert diff.max() <= 3 and (diff > 1).mean() < 0.01  # ... and changes little
+
+
+def test_bad_dtype_is_one_line(tmp_path):
+    with pytest.raises(RefsrError, match=r"^inference.dtype: must be one of auto, fp32, bf16, got 'fp16'$"):
+        SuperResolver(_ckpt(tmp_path, "srresnet"), dtype="fp16")

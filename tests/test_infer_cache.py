@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import arch, perturbed_checkpoint
+from conftest import small_checkpoint
 
 from refsr.bench.cufed5 import build_set, compare_outputs
 from refsr.core.imageio import to_tensor
@@ -16,7 +16,6 @@ from refsr.inference.resolver import SuperResolver
 from refsr.matching.cache import FeatureCache, combine, key_of
 from refsr.matching.exact import match_exact, match_exact_bands
 from refsr.matching.transfer import _candidate_bands, extract_features, transfer
-from refsr.models.checkpoint import arch_config
 from refsr.stages.infer import run_inference
 
 
@@ -73,14 +72,7 @@ def test_cached_transfer_equals_fresh_and_the_joint_scan(vgg, rng):
 
 
 def _ckpt(tmp_path, name):
-    if name.startswith("ttsr"):
-        from refsr.core.config import defaults
-
-        sizes = {**defaults("ttsr.arch"), "n_blocks": [1, 1, 1, 1], "n_feats": 8}
-        sizes = {k: sizes[k] for k in ("n_blocks", "n_feats", "res_scale")}
-    else:
-        sizes = arch_config(name, arch(n_blocks=1, n_feats=8, n_blocks_transfer=[1, 1, 1]))
-    return perturbed_checkpoint(tmp_path / f"{name}.pt", name, sizes)
+    return small_checkpoint(tmp_path, name)
 
 
 def test_ttsr_cached_textures_equal_the_networks_own(tmp_path, vgg_weights):

@@ -99,6 +99,8 @@ def test_row_matching_reruns_reference_based_inference():
 def test_row_inference_reruns_every_inference():
     # (the figures draw TTSR's attention untiled: a tile size changes nothing there)
     assert reruns(**{"inference.tile": 64}) == {"infer": evaluated(), "tables": [""]}
+    # the precision of the network pass changes every model's outputs and TTSR's drawn attention maps
+    assert reruns(**{"inference.dtype": "bf16"}) == {"infer": evaluated(), "figures": ["embedded"], "tables": [""]}
 
 
 def test_row_iterations_rerun_that_models_training():

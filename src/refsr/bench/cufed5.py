@@ -39,6 +39,7 @@ import torch
 from refsr.bench.config import bench_config, sized
 from refsr.bench.measure import machine_info
 from refsr.core.errors import RefsrError
+from refsr.core.heap import keep_freed_memory
 from refsr.core.imageio import read_image, write_image
 from refsr.data.cufed5 import N_GROUPS
 from refsr.data.embedded import load_photo
@@ -220,9 +221,10 @@ def released_ttsr(path: str | os.PathLike, ckpt: Path, ds: Dataset, lr_dir: Path
 def bench_cufed5(groups: int = 2, models: tuple[str, ...] | None = None, before: bool = True,
                  released_ttsr_path: str | os.PathLike | None = None, config: str | os.PathLike = "config.yaml",
                  workdir: str | os.PathLike | None = None, log: Callable[[str], None] = lambda msg: None,
-                 levels: tuple[str, ...] = EVAL_LEVELS, size_scale: float = 1.0) -> list[dict]:
+                 levels: tuple[str, ...] = EVAL_LEVELS, size_scale: float = 1.0, dtype: str = "fp32") -> list[dict]:
     """The JSON rows: one per model and level (s/image after, and before when timed), then the
-    total extrapolated to CUFED5's 126 groups (evaluation included). ``levels`` and
+    total extrapolated to CUFED5's 126 groups (evaluation included). ``dtype`` is *after*'s
+    ``inference.dtype`` (*before* is float32, as every job was before). ``levels`` and
     ``size_scale`` (smaller images) are for tests."""
     if groups < 1 or groups > N_GROUPS:
         raise RefsrError("--groups", f"must be 1..{N_GROUPS}, got {groups}")
@@ -239,26 +241,31 @@ def bench_cufed5(groups: int = 2, models: tuple[str, ...] | None = None, before:
         ds, lr_dir, tiers = build_set(root / "data", groups, size_scale=size_scale)
         ckpts = paper_checkpoints(root / "models", models, config)
 
-        def resolvers() -> list[SuperResolver]:
+        def resolvers(dtype: str = "fp32") -> list[SuperResolver]:
             return [SuperResolver(str(ckpts[m]), model=m, tile=int(cfg["inference"]["tile"]),
-                                  pad=int(cfg["inference"]["pad"]), max_mb=float(cfg["matching"]["max_mb"]))
-                    for m in models]
+                                  pad=int(cfg["inference"]["pad"]), max_mb=float(cfg["matching"]["max_mb"]),
+                                  dtype=dtype) for m in models]
 
-        after_times: list = []
-        log(f"after: {', '.join(models)} in one pass, shared cache")
-        t0 = time.perf_counter()
-        run_inference(ds, lr_dir, tiers, resolvers(), [root / "after" / m for m in models], levels,
-                      on_image=lambda *a: after_times.append(a))
-        after_wall = time.perf_counter() - t0
         before_times: list = []
         before_wall = None
-        if before:
+        if before:  # first, with the C library's malloc as every job had it before
             t0 = time.perf_counter()
             for m, res in zip(models, resolvers(), strict=True):
                 log(f"before: {m} on its own, nothing kept")
                 run_inference(ds, lr_dir, tiers, res, root / "before" / m, levels, cache_mb=0,
                               on_image=lambda *a: before_times.append(a))
             before_wall = time.perf_counter() - t0
+        released, run_released = {}, bool(released_ttsr_path and "ttsr" in models)
+        if run_released:  # as its own code runs: the C library's malloc
+            log(f"released TTSR from {released_ttsr_path}, malloc defaults")
+            released["system"] = released_ttsr(released_ttsr_path, ckpts["ttsr"], ds, lr_dir)
+        heap = keep_freed_memory()
+        after_times: list = []
+        log(f"after: {', '.join(models)} in one pass, shared cache, freed memory kept: {heap}, {dtype}")
+        t0 = time.perf_counter()
+        run_inference(ds, lr_dir, tiers, resolvers(dtype), [root / "after" / m for m in models], levels,
+                      on_image=lambda *a: after_times.append(a))
+        after_wall = time.perf_counter() - t0
         log("evaluation (PSNR, SSIM, ST-LPIPS)")
         protocol = protocol_from_config(cfg)
         st = STLPIPSMetric(cfg["evaluation"]["stlpips_net"]) if cfg["evaluation"]["stlpips"] else None
@@ -266,10 +273,9 @@ def bench_cufed5(groups: int = 2, models: tuple[str, ...] | None = None, before:
         df, _ = evaluate_model(ds, root / "after" / models[0], protocol, None, levels, stlpips_metric=st)
         eval_per_image = (time.perf_counter() - t0) / max(1, len(df))
         same = compare_outputs(root / "before", root / "after") if before else None
-        released = None
-        if released_ttsr_path and "ttsr" in models:
-            log(f"released TTSR from {released_ttsr_path}")
-            released = released_ttsr(released_ttsr_path, ckpts["ttsr"], ds, lr_dir)
+        if run_released and heap:
+            log(f"released TTSR from {released_ttsr_path}, freed memory kept")
+            released["kept"] = released_ttsr(released_ttsr_path, ckpts["ttsr"], ds, lr_dir)
     after, bef = _per_level(after_times), _per_level(before_times)
     rows = []
     for m in models:
@@ -288,17 +294,20 @@ def bench_cufed5(groups: int = 2, models: tuple[str, ...] | None = None, before:
              "infer_minutes": round(after_wall * scale, 1),
              "eval_seconds_per_image": round(eval_per_image, 3),
              "load_average_start": [round(x, 2) for x in load], "load_average_end": [round(x, 2) for x in os.getloadavg()],
-             "threads": torch.get_num_threads(), "machine": machine_info()}
+             "threads": torch.get_num_threads(), "after_keeps_freed_memory": heap, "dtype": dtype, "machine": machine_info()}
     if before_wall is not None:
         total["before_total_minutes"] = round((before_wall + eval_per_image * n_images) * scale, 1)
         total["speedup"] = round(before_wall / after_wall, 2)
         total["outputs_vs_before"] = same
-    if released is not None:
+    if released:
         ours = [s for m, _, lv, s in after_times if m == "ttsr" and lv == "L1"]
         ours_before = [s for m, _, lv, s in before_times if m == "ttsr" and lv == "L1"]
-        total["released_ttsr"] = {**released, "ours_seconds_per_image": round(statistics.mean(ours), 3),
+        system = released.get("system", released.get("kept"))
+        total["released_ttsr"] = {**system, "ours_seconds_per_image": round(statistics.mean(ours), 3),
                                   "ours_before_seconds_per_image":
                                       round(statistics.mean(ours_before), 3) if ours_before else None}
+        if "kept" in released:
+            total["released_ttsr"]["freed_memory_kept_seconds_per_image"] = released["kept"]["seconds_per_image"]
     else:
         total["released_ttsr"] = {"skipped": "no --released-ttsr checkout given" if "ttsr" in models
                                   else "ttsr not among the models"}

@@ -112,6 +112,8 @@ def render_table(results: dict) -> str:
                   _f(q["mean_delta_db"], 3, " dB"), f"{', '.join(_f(v, 3) for v in levels.values())} dB",
                   f"{_f(q['max_abs_delta_db'], 3)} dB"]], "r" * 6)
 
+    lines += _bf16_lines(results.get("bf16_quality"))
+
     t = results.get("train")
     if t and "rows" in t:
         lines += ["", f"### Training, CPU (batch {t['rows'][0]['batch_size']} of {t['rows'][0]['patch_px']} px "
@@ -159,6 +161,22 @@ def render_table(results: dict) -> str:
                    _f(d["seconds"], 2)]
         lines += ["", "### Workflow", "", *markdown_lines(["what", "seconds"], [row], "-r")]
     return "\n".join(lines) + "\n"
+
+
+def _bf16_lines(q: dict | None) -> list[str]:
+    if not q:
+        return []
+    lines = ["", "### bf16 network pass (`inference.dtype: bf16`): PSNR change on the embedded test set "
+                 "(L1..L5), trained models", ""]
+    if "skipped" in q or "error" in q:
+        return [*lines, f"Not measured: {q.get('skipped') or q.get('error')}."]
+    levels = list(next(iter(q["models"].values()))["mean_delta_db_per_level"])
+    rows = [[m, r["images"], f"{_f(r['mean_psnr_a'], 3)} dB", f"{_f(r['mean_psnr_b'], 3)} dB",
+             f"{', '.join(_f(r['mean_delta_db_per_level'].get(lv, float('nan')), 4) for lv in levels)} dB",
+             f"{_f(r['max_abs_delta_db'], 4)} dB"] for m, r in q["models"].items()]
+    return lines + markdown_lines(["model", "images", "mean PSNR fp32", "mean PSNR bf16",
+                                   f"change per level ({', '.join(levels)})", "largest change on one image"],
+                                  rows, "-" + "r" * 5)
 
 
 def update_markdown(path: str | os.PathLike, results: dict) -> None:

@@ -10,8 +10,8 @@ and the machine's fp32 GEMM throughput (``torch.matmul`` of two 4096² matrices)
 iterations per second per model at the default and the paper network sizes, inference
 seconds per image, TTSR's relevance search and transfer against the released full matrix
 (seconds, peak memory), the ``snakemake -n`` DAG build time of a CUFED5-sized configuration
-and, when a trained SRNTT and the embedded test set are there, the PSNR change of the
-approximate mode — writes ``results/bench/*.json`` and regenerates the table in
+and, when trained models and the embedded test set are there, the PSNR change of the
+approximate mode (SRNTT) and of the bf16 network pass (every trained model) — writes ``results/bench/*.json`` and regenerates the table in
 ``BENCHMARKS.md``.
 
 Definitions. ``gflop_per_s``: nominal patch-level work ``2 N_content N_ref (9 C)`` over the
@@ -31,7 +31,7 @@ from refsr.bench.dag import bench_dag
 from refsr.bench.infer import bench_infer
 from refsr.bench.markdown import SIZES, update_markdown
 from refsr.bench.measure import machine_info, parse_size
-from refsr.bench.quality import bench_approx_quality
+from refsr.bench.quality import bench_approx_quality, bench_bf16_quality
 from refsr.bench.relevance import bench_relevance
 from refsr.bench.swap import bench_swap
 from refsr.bench.train import bench_train
@@ -58,7 +58,8 @@ def bench_all(out_dir: str = "results/bench", markdown: str | None = "BENCHMARKS
               ("relevance", lambda: bench_relevance(("160x160",) if quick else ("500x332", "1000x1000"),
                                                     vgg_weights=vgg_weights)),
               ("dag", lambda: bench_dag(groups=8 if quick else 126, repeats=1 if quick else 2)),
-              ("approx_quality", lambda: bench_approx_quality(vgg_weights=vgg_weights))]
+              ("approx_quality", lambda: bench_approx_quality(vgg_weights=vgg_weights)),
+              ("bf16_quality", lambda: bench_bf16_quality(vgg_weights=vgg_weights))]
     _write_json(out / "machine.json", results["machine"])
     for name, fn in steps:
         t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from refsr.cli.args import (
     positive_int,
 )
 from refsr.core.errors import RefsrError, user_error
+from refsr.core.heap import keep_freed_memory
 from refsr.evaluation.protocol import PRESETS
 
 
@@ -60,7 +61,7 @@ def sr_config(args) -> dict:
     from refsr.pipeline import jobs
 
     cfg = validate({"resize": args.resize,
-                    "inference": {"tile": args.tile, "pad": args.pad},
+                    "inference": {"tile": args.tile, "pad": args.pad, "dtype": args.dtype},
                     "matching": {"mode": args.match_mode},
                     "reference": {"align": args.align,
                                   "degrade": "bicubic" if args.match_sisr is None else "sr_model"}})
@@ -170,7 +171,7 @@ def _cmd_bench(args) -> None:
         from refsr.bench.cufed5 import bench_cufed5
 
         for row in bench_cufed5(args.groups, tuple(args.model or ()) or None, before=not args.no_before,
-                                released_ttsr_path=args.released_ttsr,
+                                released_ttsr_path=args.released_ttsr, dtype=args.dtype,
                                 log=lambda msg: print(msg, file=sys.stderr, flush=True)):
             print(json.dumps(row), flush=True)
         return
@@ -243,6 +244,8 @@ def build_parser() -> Parser:
                    help="LR tile side for the network (0 = whole image)")
     s.add_argument("--pad", type=nonneg_int, default=defaults("inference.pad"),
                    help="LR context pixels around each tile")
+    s.add_argument("--dtype", choices=_choices("inference.dtype"), default=defaults("inference.dtype"),
+                   help="the network pass in fp32 or bf16 autocast (inference.dtype; auto = bf16 on CUDA)")
     s.add_argument("--resize", choices=_choices("resize"), default=defaults("resize"))
     s.set_defaults(func=_cmd_sr)
 
@@ -299,6 +302,8 @@ def build_parser() -> Parser:
                     help="skip the run without shared features (the timing before, and the output comparison)")
     bc.add_argument("--released-ttsr", metavar="DIR",
                     help="a checkout of researchmm/TTSR: its own forward timed beside ours (one reference)")
+    bc.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                    help="inference.dtype of the timed run (the run before is fp32; its outputs are compared)")
     bc.set_defaults(func=_cmd_bench)
 
     w = sub.add_parser("download-weights", help="fetch the ImageNet weights the pipeline uses into the "
@@ -330,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     fault of the machine, 130 when interrupted."""
     try:
         args = build_parser().parse_args(argv)
+        if args.command != "bench":  # the benchmarks choose (refsr.bench.cufed5 times both)
+            keep_freed_memory()
         args.func(args)
     except KeyboardInterrupt:
         print("refsr: interrupted", file=sys.stderr)

@@ -46,6 +46,9 @@ from refsr.models.checkpoint import load_checkpoint
 log = logging.getLogger(__name__)
 
 BICUBIC = "bicubic"
+#: ``inference.dtype``: the network pass in float32 or under bf16 autocast (matching, VGG19 and
+#: TTSR's search stay float32); ``auto`` = bf16 on CUDA, float32 on the CPU.
+DTYPES = ("auto", "fp32", "bf16")
 
 
 class SuperResolver:
@@ -56,14 +59,15 @@ class SuperResolver:
                  pad: int | None = None, scale: int | None = None, resize: str | None = None,
                  match_mode: str | None = None, approx: dict | None = None,
                  aligner: ReferenceAligner | None = None, vgg_mat: str | None = None,
-                 matching_sisr: SuperResolver | None = None):
-        # unset: the schema's defaults (matching.max_mb, inference.tile/pad, scale, resize, matching)
+                 matching_sisr: SuperResolver | None = None, dtype: str | None = None):
+        # unset: the schema's defaults (matching.max_mb, inference.tile/pad/dtype, scale, resize, matching)
         max_mb = defaults("matching.max_mb") if max_mb is None else max_mb
         tile = defaults("inference.tile") if tile is None else tile
         pad = defaults("inference.pad") if pad is None else pad
         scale = defaults("scale") if scale is None else scale
         resize = defaults("resize") if resize is None else resize
         match_mode = defaults("matching.mode") if match_mode is None else match_mode
+        dtype = defaults("inference.dtype") if dtype is None else dtype
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
             raise RefsrError("tile", f"must be an integer >= 0 (0 = whole image), got {tile!r}")
         if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
@@ -75,6 +79,10 @@ class SuperResolver:
             raise RefsrError("matching mode", f"must be exact or approximate, got {match_mode!r}")
         self.match_mode, self.approx = match_mode, approx  # SRNTT's patch matching (refsr.matching.match)
         self.device = torch_device(device)
+        if dtype not in DTYPES:
+            raise RefsrError("inference.dtype", f"must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        # the network pass in bf16 (autocast): inference.dtype bf16, or auto on CUDA
+        self.bf16 = dtype == "bf16" or (dtype == "auto" and self.device.type == "cuda")
         # reference.align: each reference warped into LR↑'s frame before Ref↓↑ (refsr.inference.align)
         self.aligner = aligner or ReferenceAligner("none")
         self.align_stats = AlignStats()
@@ -102,6 +110,9 @@ class SuperResolver:
         self.learned = spec.uses_reference and spec.textures == "learned"
         # C2-Matching, MASA-SR: the released test path end to end (its preprocessing and search)
         self.end_to_end = spec.uses_reference and spec.textures == "released"
+        if self.end_to_end and dtype == "bf16":
+            log.warning("%s: inference.dtype bf16 does not apply; the released test path runs in float32",
+                        self.name)
         if self.end_to_end and scale != 4:  # the released networks are x4
             raise RefsrError("scale", f"{self.name} is a x4 network (released weights), got scale {scale}")
         if self.learned:
@@ -131,7 +142,7 @@ class SuperResolver:
                                                       f"{ref.get('sisr_model') or 'a single-image model'}")
             sisr = cls(sisr_checkpoint, model=ref.get("sisr_model"), **common)
         matching = cfg["matching"] or {}  # None for a model without references
-        return cls(checkpoint, model=cfg["model"], vgg_weights=cfg["vgg19_weights"], max_mb=max_mb,
+        return cls(checkpoint, model=cfg["model"], vgg_weights=cfg["vgg19_weights"], max_mb=max_mb, dtype=inf["dtype"],
                    match_mode=matching.get("mode"), approx=matching.get("approximate"),
                    aligner=ReferenceAligner.from_config(ref, cfg["scale"]), vgg_mat=cfg["vgg19_mat"],
                    matching_sisr=sisr, **common)
@@ -220,8 +231,7 @@ class SuperResolver:
         return a.image
 
     def _run(self, lr: torch.Tensor, maps: dict) -> torch.Tensor:
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             if self.learned:
                 return (self.net.run_main(lr * 2 - 1, maps).float() + 1) / 2
             out = self.net(lr, maps) if self.uses_reference else self.net(lr)

@@ -240,6 +240,10 @@ def learned_texture_models(config: Mapping) -> list[str]:
             if registry.get(m).uses_reference and registry.get(m).textures == "learned"]
 
 
+def _untiled(spec: dict) -> dict:
+    return {**spec, "inference": {**spec["inference"], "tile": 0, "pad": 0}}
+
+
 def figures(config: Mapping) -> dict:
     """The figures' sections, and the inference job spec of each TTSR-like model (its hard
     attention is drawn as its inference computes it, with tiling off)."""
@@ -247,7 +251,7 @@ def figures(config: Mapping) -> dict:
     return canonical({
         **subset(config, "scale", "resize", "vgg19_weights", "evaluation", "models"),
         "learned": learned,  # in the order of the rule's input ``learned`` (their checkpoints)
-        "resolvers": {m: {**resolver(config, m), "inference": {"tile": 0, "pad": 0}} for m in learned},
+        "resolvers": {m: _untiled(resolver(config, m)) for m in learned},
         "protocol_text": protocol_from_config(config).describe(),
     })
 
