@@ -7,11 +7,13 @@ released SRNTT's layout, recipe official) and ``ttsr_rec`` and ``ttsr`` (the rel
 get random weights (the time does not depend on them). The real ``infer`` stage
 (:func:`refsr.stages.infer.run_inference`) then runs on a sample of groups at all nine levels:
 
+* *before* (unless ``before=False``, run first): each model on its own with nothing kept and
+  the C library's ``malloc`` defaults, in float32, as every job did before;
 * *after*: the four models in one pass sharing one feature cache (what a level or a model has
   computed for a group's images is reused: φ(LR↑), each reference's search and features, the
-  swapped maps of ``srntt_l2`` for ``srntt``);
-* *before* (unless ``before=False``): each model on its own with nothing kept, as every job
-  did before, the same images: its outputs are compared with *after*'s value by value.
+  swapped maps of ``srntt_l2`` for ``srntt``), with freed memory kept in the process
+  (:mod:`refsr.core.heap`) and the network pass in ``dtype``; its outputs are compared with
+  *before*'s value by value.
 
 The evaluation stage (:func:`refsr.evaluation.results.evaluate_model`: PSNR, SSIM, ST-LPIPS;
 LPIPS is NaN offline and costs nothing then) is timed on the outputs. The figures are
