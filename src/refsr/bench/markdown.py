@@ -171,7 +171,7 @@ def _bf16_lines(q: dict | None) -> list[str]:
     if "skipped" in q or "error" in q:
         return [*lines, f"Not measured: {q.get('skipped') or q.get('error')}."]
     levels = list(next(iter(q["models"].values()))["mean_delta_db_per_level"])
-    rows = [[m, r["images"], f"{_f(r['mean_psnr_a'], 3)} dB", f"{_f(r['mean_psnr_b'], 3)} dB",
+    rows = [[m, r["images"], f"{_f(r['mean_psnr_fp32'], 3)} dB", f"{_f(r['mean_psnr_bf16'], 3)} dB",
              f"{', '.join(_f(r['mean_delta_db_per_level'].get(lv, float('nan')), 4) for lv in levels)} dB",
              f"{_f(r['max_abs_delta_db'], 4)} dB"] for m, r in q["models"].items()]
     return lines + markdown_lines(["model", "images", "mean PSNR fp32", "mean PSNR bf16",

@@ -34,9 +34,11 @@ def _missing(*paths: Path) -> str | None:
     return f"missing {', '.join(gone)}" if gone else None
 
 
-def _paired_psnr(root: Path, dataset: str, a: Callable, b: Callable) -> dict:
-    """PSNR of ``a(lr, refs)`` and ``b(lr, refs)`` on every group at L1..L5: the rows, the mean
-    change b - a per level and overall, the largest change on one image."""
+def _paired_psnr(root: Path, dataset: str, a: Callable, b: Callable, names: tuple[str, str]) -> dict:
+    """PSNR of ``a(lr, refs)`` and ``b(lr, refs)`` (``psnr_<name>``, ``mean_psnr_<name>``) on
+    every group at L1..L5: the rows, the mean change b - a per level and overall, the largest
+    change on one image."""
+    na, nb = (f"psnr_{n}" for n in names)
     ds = read_manifest(root / "data" / dataset / "manifest.csv", dataset)
     refs_by_level = level_references(ds, read_tiers(root / "tiers" / f"{dataset}.csv"))
     rows = []
@@ -49,13 +51,13 @@ def _paired_psnr(root: Path, dataset: str, a: Callable, b: Callable) -> dict:
                 continue
             refs = [read_image(p) for p in paths]
             pa, pb = psnr(a(lr, refs), hr), psnr(b(lr, refs), hr)
-            rows.append({"group": g.name, "level": level, "psnr_a": pa, "psnr_b": pb, "delta": pb - pa})
+            rows.append({"group": g.name, "level": level, na: pa, nb: pb, "delta": pb - pa})
     deltas = [r["delta"] for r in rows]
     return {"images": len(rows),
             "mean_delta_db_per_level": {lv: float(np.mean([r["delta"] for r in rows if r["level"] == lv]))
                                         for lv in LEVELS if any(r["level"] == lv for r in rows)},
-            "mean_psnr_a": float(np.mean([r["psnr_a"] for r in rows])),
-            "mean_psnr_b": float(np.mean([r["psnr_b"] for r in rows])),
+            f"mean_{na}": float(np.mean([r[na] for r in rows])),
+            f"mean_{nb}": float(np.mean([r[nb] for r in rows])),
             "mean_delta_db": float(np.mean(deltas)), "max_abs_delta_db": float(np.max(np.abs(deltas))),
             "rows": rows}
 
@@ -72,14 +74,9 @@ def bench_approx_quality(results: str = "results", dataset: str = "embedded", vg
     fast_cfg = ApproxConfig.from_any(approx)
     fast = SuperResolver(str(ckpt), model="srntt", vgg_weights=vgg_weights, tile=0, match_mode="approximate",
                          approx=fast_cfg)
-    out = _paired_psnr(root, dataset, exact, fast)
-    rows = [{"group": r["group"], "level": r["level"], "psnr_exact": r["psnr_a"], "psnr_approx": r["psnr_b"],
-             "delta": r["delta"]} for r in out.pop("rows")]
-    return {"benchmark": "approx_quality", "dataset": dataset, "checkpoint": str(ckpt), "images": out["images"],
+    return {"benchmark": "approx_quality", "dataset": dataset, "checkpoint": str(ckpt),
             "approx_config": {f: getattr(fast_cfg, f) for f in fast_cfg.__dataclass_fields__},
-            "mean_delta_db_per_level": out["mean_delta_db_per_level"],
-            "mean_psnr_exact": out["mean_psnr_a"], "mean_psnr_approx": out["mean_psnr_b"],
-            "mean_delta_db": out["mean_delta_db"], "max_abs_delta_db": out["max_abs_delta_db"], "rows": rows}
+            **_paired_psnr(root, dataset, exact, fast, ("exact", "approx"))}
 
 
 def bench_bf16_quality(results: str = "results", dataset: str = "embedded", vgg_weights: str | None = None,
@@ -96,7 +93,7 @@ def bench_bf16_quality(results: str = "results", dataset: str = "embedded", vgg_
         ckpt = str(root / "models" / m / "checkpoint.pt")
         fp32, bf16 = (SuperResolver(ckpt, model=m, vgg_weights=vgg_weights, tile=0, match_mode="exact", dtype=d)
                       for d in ("fp32", "bf16"))
-        out = _paired_psnr(root, dataset, fp32, bf16)
+        out = _paired_psnr(root, dataset, fp32, bf16, ("fp32", "bf16"))
         out.pop("rows")
         per_model[m] = {"checkpoint": ckpt, **out}
     return {"benchmark": "bf16_quality", "dataset": dataset, "models": per_model,
